@@ -1,0 +1,82 @@
+"""Campaign files: YAML naming a registered flow and its parameters.
+
+```yaml
+name: nafepo4-mini          # campaign name (documents are tagged with it)
+flow: nafepo4_al            # a key of FLOWS (or "module.path:function")
+parameters: {...}           # keyword arguments of the flow builder
+```
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from mlipflow.errors import UserError
+
+#: Registered flow builders: name -> "module:function". Each returns a jobflow Flow/Job
+#: and accepts ``campaign=<name>`` plus the campaign's parameters.
+FLOWS: dict[str, str] = {
+    "example_eos": "mlipflow.flows.example:eos_bisection_flow",
+    "nafepo4_al": "mlipflow.flows.active_learning:active_learning_flow",
+}
+
+
+class CampaignFile(BaseModel):
+    """A campaign file."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Campaign name.")
+    flow: str = Field(..., description="Registered flow name or 'module:function'.")
+    description: str = Field("", description="Free text.")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Flow builder arguments.")
+
+
+def load_campaign(path: str | Path) -> CampaignFile:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"campaign file {path} does not exist", "give the path of a campaign YAML (see examples/)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {exc}", "fix the YAML syntax") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must be a mapping with keys name, flow, parameters", "see examples/*.yaml")
+    try:
+        return CampaignFile(**data)
+    except ValidationError as exc:
+        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"{path}: {msgs}", "see examples/*.yaml for the expected keys") from None
+
+
+def resolve_flow(name: str):
+    target = FLOWS.get(name, name)
+    if ":" not in target:
+        raise UserError(
+            f"unknown flow {name!r}", f"use one of {sorted(FLOWS)} or 'module.path:function'"
+        )
+    mod_name, func = target.split(":", 1)
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        raise UserError(f"flow {name!r}: cannot import {mod_name} ({exc})", "check the flow name") from None
+    if not hasattr(mod, func):
+        raise UserError(f"flow {name!r}: {mod_name} has no {func}", "check the flow name")
+    return getattr(mod, func)
+
+
+def build_flow(campaign: CampaignFile, workdir: Path | None = None):
+    builder = resolve_flow(campaign.flow)
+    params = dict(campaign.parameters)
+    try:
+        return builder(campaign=campaign.name, **params)
+    except TypeError as exc:
+        raise UserError(
+            f"flow {campaign.flow!r} rejected the parameters: {exc}",
+            "check the parameter names in the campaign file against the flow's documentation",
+        ) from None

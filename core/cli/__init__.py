@@ -1,0 +1,1 @@
+"""mlipflow command line (typer)."""

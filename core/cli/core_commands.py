@@ -1,0 +1,242 @@
+"""Top-level commands: doctor, config, run, submit, worker, query, show."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlipflow.errors import UserError
+
+console = Console()
+
+
+def _json_default(o):
+    if hasattr(o, "isoformat"):
+        return o.isoformat()
+    return str(o)
+
+
+def doctor(quick: bool = typer.Option(False, help="Reserved; all checks import the modules.")) -> None:
+    """Report every engine, labeler and the store: found or missing, version, how to install."""
+    from mlipflow.doctor import run_checks
+    from mlipflow.settings import get_settings
+
+    checks = run_checks(get_settings())
+    table = Table(title="mlipflow doctor")
+    for col in ("component", "status", "version", "detail / fix"):
+        table.add_column(col)
+    for c in checks:
+        status = "[green]ok[/]" if c.ok else "[red]missing[/]"
+        detail = c.detail
+        if c.fix:
+            detail = f"{detail}\n[yellow]{c.fix}[/]" if detail else f"[yellow]{c.fix}[/]"
+        table.add_row(c.name, status, c.version, detail)
+    console.print(table)
+    bad = [c.name for c in checks if not c.ok and c.required]
+    if bad:
+        console.print(f"[red]{len(bad)} missing:[/] {', '.join(bad)}")
+        raise typer.Exit(1)
+    console.print("[green]all components available[/]")
+
+
+def config() -> None:
+    """Print the effective settings (secrets removed) and where they came from."""
+    from mlipflow.settings import Settings, get_settings, public_settings
+
+    s = get_settings()
+    src = Settings.config_file()
+    console.print(f"config file: {src} ({'found' if src.is_file() else 'not present'})")
+    console.print_json(json.dumps(public_settings(s), default=_json_default))
+
+
+def _setup_progress_logging() -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=console, show_path=False, markup=False)
+    root = logging.getLogger()
+    if not any(isinstance(h, RichHandler) for h in root.handlers):
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in ("jobflow", "mlipflow"):
+        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).propagate = True
+    jl = logging.getLogger("jobflow")
+    for h in list(jl.handlers):
+        jl.removeHandler(h)
+
+
+def run(
+    campaign_file: Path = typer.Argument(..., help="Campaign YAML (see examples/)."),
+    workdir: Optional[Path] = typer.Option(None, help="Job directories (default: <scratch_dir>/<campaign>)."),
+) -> None:
+    """Run a campaign locally with jobflow into the configured store (resumable: rerun continues)."""
+    from jobflow.managers.local import run_locally
+
+    from mlipflow.campaign import build_flow, load_campaign
+    from mlipflow.settings import get_settings
+    from mlipflow.store import describe, job_store
+
+    camp = load_campaign(campaign_file)
+    settings = get_settings()
+    root = (workdir or settings.scratch_dir / camp.name).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]campaign[/] {camp.name} ({camp.flow}) -> {describe(settings)}")
+    console.print(f"job directories: {root}")
+    _setup_progress_logging()
+    flow = build_flow(camp)
+    t0 = time.time()
+    responses = run_locally(flow, store=job_store(settings), create_folders=True, root_dir=root,
+                            log=False, ensure_success=False)
+    dt = time.time() - t0
+    n_fail = _count_failed(flow, responses)
+    _print_summary(camp.name, settings)
+    console.print(f"finished in {dt:.1f} s")
+    if n_fail:
+        console.print(f"[red]{n_fail} job(s) did not complete[/]; fix the cause and rerun the same command to continue")
+        raise typer.Exit(1)
+
+
+def _count_failed(flow, responses) -> int:
+    from jobflow import Flow
+
+    jobs = flow.jobs if isinstance(flow, Flow) else [flow]
+    uuids = set()
+    for j in jobs:
+        uuids.update(getattr(j, "all_uuids", [j.uuid]) if isinstance(j, Flow) else [j.uuid])
+    return sum(1 for u in uuids if u not in responses)
+
+
+def _print_summary(campaign: str, settings) -> None:
+    from mlipflow.store import query_outputs
+
+    docs = query_outputs(doc_type="campaign", campaign=campaign, limit=1, settings=settings)
+    if not docs:
+        return
+    summary = docs[0]["output"].get("summary", {})
+    table = Table(title=f"campaign {campaign}: summary")
+    table.add_column("quantity")
+    table.add_column("value")
+    for k, v in summary.items():
+        table.add_row(str(k), json.dumps(v, default=_json_default) if isinstance(v, (dict, list)) else str(v))
+    console.print(table)
+
+
+def submit(
+    campaign_file: Path = typer.Argument(..., help="Campaign YAML."),
+    launchpad: Optional[Path] = typer.Option(None, help="my_launchpad.yaml (default: settings.launchpad_file)."),
+) -> None:
+    """Convert the campaign flow to a FireWorks workflow and add it to the LaunchPad."""
+    from fireworks import LaunchPad
+    from jobflow.managers.fireworks import flow_to_workflow
+
+    from mlipflow.campaign import build_flow, load_campaign
+    from mlipflow.settings import get_settings
+
+    camp = load_campaign(campaign_file)
+    settings = get_settings()
+    lp_file = launchpad or settings.launchpad_file
+    if lp_file is None or not Path(lp_file).is_file():
+        raise UserError(
+            f"no LaunchPad file ({lp_file or 'launchpad_file is not set'})",
+            "pass --launchpad my_launchpad.yaml or set launchpad_file in ~/.mlipflow.yaml "
+            "(template: deploy/my_launchpad.yaml)",
+        )
+    lp = LaunchPad.from_file(str(lp_file))
+    flow = build_flow(camp)
+    # store=None: the worker (`mlipflow worker`) installs mlipflow's store as jobflow's default,
+    # so no database credentials are serialized into the Firework specs.
+    wf = flow_to_workflow(flow, store=None, name=f"{camp.name}")
+    mapping = lp.add_wf(wf)
+    wf_id = min(mapping.values())
+    console.print(f"submitted campaign {camp.name}: workflow id {wf_id} ({len(wf.fws)} fireworks)")
+    console.print(json.dumps({"workflow_id": wf_id, "fireworks": len(wf.fws)}))
+
+
+def worker(
+    launchpad: Optional[Path] = typer.Option(None, help="my_launchpad.yaml (default: settings.launchpad_file)."),
+    fworker: Optional[Path] = typer.Option(None, help="my_fworker.yaml."),
+    nlaunches: int = typer.Option(0, help="Stop after this many launches (0: until none is ready)."),
+    singleshot: bool = typer.Option(False, help="Launch one Firework and stop (for queue scripts)."),
+) -> None:
+    """Run Fireworks with mlipflow's store as jobflow's job store (use instead of rlaunch)."""
+    import jobflow
+    from fireworks import FWorker, LaunchPad
+    from fireworks.core.rocket_launcher import launch_rocket, rapidfire
+
+    from mlipflow.settings import get_settings
+    from mlipflow.store import job_store
+
+    settings = get_settings()
+    lp_file = launchpad or settings.launchpad_file
+    if lp_file is None or not Path(lp_file).is_file():
+        raise UserError(f"no LaunchPad file ({lp_file})", "pass --launchpad or set launchpad_file")
+    jobflow.SETTINGS.JOB_STORE = job_store(settings)
+    lp = LaunchPad.from_file(str(lp_file))
+    fw = FWorker.from_file(str(fworker)) if fworker else FWorker()
+    if singleshot:
+        launch_rocket(lp, fw)
+    else:
+        rapidfire(lp, fw, nlaunches=nlaunches)
+
+
+def query(
+    doc_type: Optional[str] = typer.Option(None, "--type", help="Document type, e.g. potential, frame, al_iteration, campaign."),
+    campaign: Optional[str] = typer.Option(None, help="Campaign name."),
+    filter: Optional[str] = typer.Option(None, "--filter", help='Mongo query on job documents as JSON, e.g. \'{"output.iteration": {"$gte": 1}}\'.'),
+    limit: int = typer.Option(20, help="Maximum documents (0: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Query stored documents (job outputs) by type, campaign and a Mongo filter."""
+    from mlipflow.store import query_outputs
+
+    crit = {}
+    if filter:
+        try:
+            crit = json.loads(filter)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--filter is not valid JSON: {exc}", 'quote it, e.g. --filter \'{"output.kind": "ace"}\'') from None
+        if not isinstance(crit, dict):
+            raise UserError("--filter must be a JSON object", 'e.g. --filter \'{"output.kind": "ace"}\'')
+    docs = query_outputs(crit, doc_type=doc_type, campaign=campaign, limit=limit)
+    if as_json:
+        print(json.dumps([_strip(d) for d in docs], default=_json_default, indent=1))
+        return
+    table = Table(title=f"{len(docs)} document(s)")
+    for col in ("uuid", "index", "name", "type", "campaign", "completed_at"):
+        table.add_column(col)
+    for d in docs:
+        out = d.get("output") or {}
+        out = out if isinstance(out, dict) else {}
+        table.add_row(d.get("uuid", "")[:36], str(d.get("index", "")), d.get("name", ""),
+                      str(out.get("type", "")), str(out.get("campaign", "")), str(d.get("completed_at", ""))[:19])
+    console.print(table)
+
+
+def _strip(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k != "_id"}
+
+
+def show(doc_id: str = typer.Argument(..., help="Job uuid (or its first characters) or an output input_hash.")) -> None:
+    """Print one stored document as JSON."""
+    from mlipflow.store import query_outputs
+
+    docs = query_outputs({"uuid": doc_id}, limit=0)
+    if not docs:
+        docs = query_outputs({"output.input_hash": doc_id}, limit=0)
+    if not docs and len(doc_id) >= 6:
+        docs = query_outputs({"uuid": {"$regex": f"^{doc_id}"}}, limit=0)
+    if not docs:
+        raise UserError(f"no document with uuid or input_hash {doc_id!r}", "list documents with `mlipflow query`")
+    print(json.dumps(_strip(docs[0]), default=_json_default, indent=1))
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (doctor, config, run, submit, worker, query, show):
+        app.command(fn.__name__)(fn)

@@ -1,0 +1,117 @@
+"""The ``mlipflow`` command line.
+
+Exit codes: 0 success, 2 bad input (one message naming the problem and the fix), 1 internal error.
+Sub-commands live in ``mlipflow.cli.<area>`` modules, each exposing ``app`` (a typer.Typer)
+and are registered in :data:`SUBCOMMANDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from mlipflow.errors import UserError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="mlipflow",
+    help="MLIPs by batch active learning and the MD campaigns that use them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: sub-command name -> module (exposing ``app``); missing modules are skipped.
+SUBCOMMANDS = {
+    "generate": "mlipflow.cli.generate",
+    "label": "mlipflow.cli.label",
+    "dataset": "mlipflow.cli.dataset",
+    "potential": "mlipflow.cli.potential",
+    "analyze": "mlipflow.cli.analyze",
+}
+#: top-level commands -> module that defines them on ``app`` via ``register(app)``.
+COMMAND_MODULES = ["mlipflow.cli.core_commands"]
+
+
+def _register() -> None:
+    for mod_name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == mod_name:
+                continue
+            raise
+        mod.register(app)
+    for name, mod_name in SUBCOMMANDS.items():
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == mod_name:
+                continue
+            raise
+        if isinstance(getattr(mod, "app", None), typer.Typer):
+            app.add_typer(mod.app, name=name)
+        elif callable(getattr(mod, "command", None)):
+            app.command(name)(mod.command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point with mlipflow's exit-code contract."""
+    from pydantic import ValidationError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.problem}")
+        if exc.fix:
+            err_console.print(f"[bold]fix:[/] {exc.fix}")
+        return 2
+    except ValidationError as exc:
+        err_console.print(f"[bold red]error:[/] invalid input:\n{_short_validation(exc)}")
+        err_console.print("[bold]fix:[/] correct the fields named above (see `--help` or the docs).")
+        return 2
+    except FileNotFoundError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("aborted")
+        return 1
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return 2
+        if isinstance(exc, click.exceptions.Exit):
+            return exc.exit_code
+        raise
+    return 0
+
+
+def _short_validation(exc) -> str:
+    lines = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e.get("loc", ()))
+        lines.append(f"  {loc}: {e.get('msg')}")
+    return "\n".join(lines)
+
+
+def entry() -> None:  # pragma: no cover - console script wrapper
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The one store factory of mlipflow.
+
+Embedded (default): maggma ``MontyStore`` collections (montydb on disk, Mongo query syntax,
+safe across processes). With ``database.uri`` set: ``MongoURIStore`` documents and a
+``GridFSURIStore`` for blobs. Both go through the same functions:
+
+* :func:`job_store` — the jobflow ``JobStore`` (job outputs + ``data`` blob store for
+  trajectories, models and datasets) used by ``run_locally`` and FireWorks.
+* :func:`collection` — a named maggma store for mlipflow's own collections (e.g. the
+  labeled-frame cache keyed by content hash).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from jobflow import JobStore
+from maggma.core import Store
+
+from mlipflow.settings import Settings, get_settings
+
+#: Output fields that jobflow moves to the blob store (``additional_stores={"data": ...}``).
+BLOB_STORE = "data"
+
+
+def _mongo_uri(settings: Settings) -> str:
+    db = settings.database
+    uri = db.uri
+    assert uri
+    if db.username and "@" not in uri:
+        user = urllib.parse.quote_plus(db.username)
+        pw = urllib.parse.quote_plus(db.password.get_secret_value()) if db.password else ""
+        scheme, rest = uri.split("://", 1)
+        uri = f"{scheme}://{user}:{pw}@{rest}"
+    params = {}
+    if db.username:
+        params["authSource"] = db.auth_source
+    if db.tls:
+        params["tls"] = "true"
+        if db.tls_ca_file:
+            params["tlsCAFile"] = str(db.tls_ca_file)
+    if params:
+        sep = "&" if "?" in uri else "?"
+        uri = uri + sep + urllib.parse.urlencode(params)
+    return uri
+
+
+def collection(name: str, settings: Settings | None = None, key: str = "uuid") -> Store:
+    """A document collection named ``name`` in the configured database (not yet connected)."""
+    settings = settings or get_settings()
+    db = settings.database
+    if db.embedded:
+        from maggma.stores.mongolike import MontyStore
+
+        path = settings.store_path
+        path.mkdir(parents=True, exist_ok=True)
+        return MontyStore(
+            collection_name=name, database_path=str(path), database_name=db.database, key=key,
+            storage="sqlite",
+        )
+    from maggma.stores.mongolike import MongoURIStore
+
+    return MongoURIStore(uri=_mongo_uri(settings), database=db.database, collection_name=name, key=key)
+
+
+def blob_store(settings: Settings | None = None) -> Store:
+    """Store for large objects: a montydb collection (embedded) or GridFS (MongoDB)."""
+    settings = settings or get_settings()
+    db = settings.database
+    if db.embedded:
+        return collection(db.blob_collection, settings, key="blob_uuid")
+    from maggma.stores.gridfs import GridFSURIStore
+
+    return GridFSURIStore(
+        uri=_mongo_uri(settings), database=db.database, collection_name=db.blob_collection,
+        key="blob_uuid",
+    )
+
+
+def job_store(settings: Settings | None = None) -> JobStore:
+    """The jobflow JobStore: outputs collection plus the ``data`` blob store."""
+    settings = settings or get_settings()
+    return JobStore(
+        collection(settings.database.collection, settings),
+        additional_stores={BLOB_STORE: blob_store(settings)},
+    )
+
+
+def describe(settings: Settings | None = None) -> str:
+    """Where documents go, without secrets."""
+    from mlipflow.settings import redact_uri
+
+    settings = settings or get_settings()
+    if settings.database.embedded:
+        return f"embedded montydb at {settings.store_path} (database {settings.database.database!r})"
+    return f"MongoDB {redact_uri(settings.database.uri or '')} (database {settings.database.database!r})"
+
+
+def query_outputs(
+    criteria: dict[str, Any] | None = None,
+    doc_type: str | None = None,
+    campaign: str | None = None,
+    limit: int = 0,
+    settings: Settings | None = None,
+    load_blobs: bool = False,
+) -> list[dict[str, Any]]:
+    """Job output documents matching a Mongo query (``output.*`` fields), newest first."""
+    crit = dict(criteria or {})
+    if doc_type:
+        crit["output.type"] = doc_type
+    if campaign:
+        crit["output.campaign"] = campaign
+    store = job_store(settings)
+    store.connect()
+    try:
+        docs = list(
+            store.query(criteria=crit, sort={"completed_at": -1}, limit=limit, load=load_blobs)
+        )
+    finally:
+        store.close()
+    return docs
+
+
+def reset_embedded_store(path: Path) -> None:
+    """Delete an embedded store directory (tests and `mlipflow run --fresh`)."""
+    import shutil
+
+    if path.exists():
+        shutil.rmtree(path)

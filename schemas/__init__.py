@@ -1,0 +1,13 @@
+"""Pydantic documents: what mlipflow stores in the database."""
+
+from mlipflow.schemas.base import SCHEMA_VERSION, MlipflowDocument, content_hash, dependency_versions
+from mlipflow.schemas.frames import DatasetDoc, FrameStatus, LabeledFrame, LabelerSpec
+from mlipflow.schemas.md import AnalysisDoc, CampaignDoc, MDProtocol, MDRunDoc, MDStage, StructureSetDoc
+from mlipflow.schemas.potentials import ALIterationDoc, CandidateRecord, ErrorMetrics, PotentialDoc
+
+__all__ = [
+    "SCHEMA_VERSION", "MlipflowDocument", "content_hash", "dependency_versions", "LabeledFrame",
+    "LabelerSpec", "FrameStatus", "DatasetDoc", "PotentialDoc", "ErrorMetrics", "ALIterationDoc",
+    "CandidateRecord", "MDProtocol", "MDStage", "MDRunDoc", "StructureSetDoc", "AnalysisDoc",
+    "CampaignDoc",
+]

@@ -1,0 +1,94 @@
+"""MD protocols, runs, structure sets, analysis results and campaigns."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from mlipflow.schemas.base import MlipflowDocument
+
+
+class MDStage(BaseModel):
+    """One stage of an MD protocol."""
+
+    ensemble: Literal["nvt", "npt", "nve", "min"] = Field("nvt", description="Ensemble.")
+    steps: int = Field(..., ge=0, description="Number of MD steps.")
+    t_start: float = Field(300.0, description="Thermostat temperature at the start (K).")
+    t_end: float | None = Field(None, description="Temperature at the end (K); linear ramp. None = constant.")
+    pressure: float | None = Field(None, description="Pressure for NPT (bar).")
+    label: str = Field("", description="Stage name, e.g. 'melt', 'quench'.")
+
+
+class MDProtocol(BaseModel):
+    """One protocol object, rendered for ASE and for LAMMPS."""
+
+    name: str = Field("md", description="Protocol name.")
+    timestep_fs: float = Field(1.0, gt=0, description="Time step (fs).")
+    stages: list[MDStage] = Field(default_factory=list, description="Stages run in order.")
+    thermostat: Literal["nose-hoover", "bussi", "langevin"] = Field("nose-hoover", description="Thermostat.")
+    tdamp_fs: float = Field(100.0, description="Thermostat damping time (fs).")
+    pdamp_fs: float = Field(1000.0, description="Barostat damping time (fs).")
+    thermo_every: int = Field(100, description="Thermodynamic output interval (steps).")
+    dump_every: int = Field(1000, description="Trajectory frame interval (steps).")
+    gamma_every: int = Field(10, description="Interval of extrapolation-grade evaluation (steps).")
+    gamma_lo: float | None = Field(None, description="Collect frames with max γ above this.")
+    gamma_hi: float | None = Field(None, description="Stop the run when max γ exceeds this.")
+    collect_every_kelvin: float | None = Field(None, description="Also keep a frame each time T crosses a multiple of this (K).")
+    seed: int = Field(0, description="Random seed for velocities and thermostat.")
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+
+class MDRunDoc(MlipflowDocument):
+    """An MD run."""
+
+    doc_type = "md_run"
+    protocol: MDProtocol = Field(..., description="The protocol that was run.")
+    engine: Literal["ase", "lammps"] = Field(..., description="Engine.")
+    potential: str | None = Field(None, description="input_hash of the potential (or name of a classical one).")
+    formula: str = Field("", description="Reduced formula.")
+    nsites: int = Field(0, description="Number of atoms.")
+    steps_done: int = Field(0, description="Steps completed.")
+    terminated: bool = Field(False, description="Stopped early (γ above the upper threshold or instability).")
+    termination_reason: str | None = Field(None, description="Why it stopped early.")
+    thermo: dict[str, list[float]] = Field(default_factory=dict, description="Columns: step, time_ps, temperature_K, potential_energy_eV, pressure_bar, volume_A3, max_gamma.")
+    trajectory: dict[str, Any] | None = Field(None, description="Blob: frames (positions Å, cell Å, numbers, step).")
+    trajectory_path: str | None = Field(None, description="Trajectory file on disk.")
+    final_structure: dict[str, Any] | None = Field(None, description="pymatgen Structure of the last frame.")
+    wall_time_s: float | None = Field(None, description="Wall time (s).")
+
+
+class StructureSetDoc(MlipflowDocument):
+    """A set of generated structures with the generator parameters."""
+
+    doc_type = "structure_set"
+    generator: str = Field(..., description="'amorphous' or 'olivine'.")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Generator parameters.")
+    seed: int | None = Field(None, description="Random seed.")
+    structures: list[dict[str, Any]] = Field(default_factory=list, description="pymatgen Structure dicts (with site properties).")
+    entries: list[dict[str, Any]] = Field(default_factory=list, description="Per structure: formula, composition label, scale, density (g/cm³), density source, natoms.")
+
+
+class AnalysisDoc(MlipflowDocument):
+    """Result of an analysis on an MD run or structure."""
+
+    doc_type = "analysis"
+    kind: str = Field(..., description="'structure', 'diffusion', 'arrhenius', 'elastic', 'tg', 'vanhove', ...")
+    source: str | None = Field(None, description="uuid/input_hash of the analysed run.")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Cutoffs, windows, units as used.")
+    results: dict[str, Any] = Field(default_factory=dict, description="Results (JSON keys documented in docs/analysis.md).")
+    plots: dict[str, str] = Field(default_factory=dict, description="Plot name -> path.")
+
+
+class CampaignDoc(MlipflowDocument):
+    """A campaign: its configuration, status and children."""
+
+    doc_type = "campaign"
+    name: str = Field(..., description="Campaign name.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Campaign configuration (no secrets).")
+    status: Literal["created", "running", "completed", "failed", "stopped"] = Field("created", description="Status.")
+    children: dict[str, list[str]] = Field(default_factory=dict, description="Document kind -> input_hash/uuid of children.")
+    summary: dict[str, Any] = Field(default_factory=dict, description="Headline results (iterations, labels, errors, γ).")
