@@ -89,10 +89,10 @@ def lammps_packages(cmd: str) -> tuple[str | None, list[str], str]:
         out = subprocess.run([path, "-h"], capture_output=True, text=True, timeout=60, env=env).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None, [], path
-    m = re.search(r"LAMMPS \(([^)]+)\)", out)
+    m = re.search(r"Simulator - (.+)", out) or re.search(r"LAMMPS \(([^)]+)\)", out)
     pk = re.search(r"Installed packages:\s*\n(.*?)\n\s*\n", out, re.S)
     pkgs = pk.group(1).split() if pk else []
-    return (m.group(1) if m else "?"), pkgs, path
+    return (m.group(1).strip() if m else "?"), pkgs, path
 
 
 def store_check(settings: Settings) -> Check:

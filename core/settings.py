@@ -33,6 +33,7 @@ class DatabaseSettings(BaseModel):
 
     uri: str | None = Field(
         None,
+        repr=False,  # may embed user:password
         description="MongoDB URI (mongodb:// or mongodb+srv://). Unset: embedded montydb store at `path`.",
     )
     database: str = Field("mlipflow", description="Database name.")
@@ -102,6 +103,11 @@ class Settings(BaseSettings):
     launchpad_file: Path | None = Field(None, description="FireWorks my_launchpad.yaml used by `mlipflow submit`.")
     mp_api_key: SecretStr | None = Field(None, description="Materials Project API key; never printed or stored.")
     threads: int = Field(1, ge=1, description="Threads for TensorFlow/torch/OpenMP in embedded runs.")
+
+    @field_validator("data_dir", "scratch_dir", "launchpad_file", mode="before")
+    @classmethod
+    def _expand(cls, v):
+        return Path(os.path.expandvars(str(v))).expanduser() if v is not None else v
 
     @classmethod
     def config_file(cls) -> Path:

@@ -128,12 +128,27 @@ def _print_summary(campaign: str, settings) -> None:
     console.print(table)
 
 
+def load_launchpad(path: Path):
+    """LaunchPad from a YAML file whose ${VARS} are expanded from the environment (credentials)."""
+    import os
+    import re
+
+    import yaml
+    from fireworks import LaunchPad
+
+    text = "\n".join(ln for ln in Path(path).read_text().splitlines() if not ln.lstrip().startswith("#"))
+    missing = sorted({m for m in re.findall(r"\$\{(\w+)\}", text) if m not in os.environ})
+    if missing:
+        raise UserError(f"{path} uses environment variables that are not set: {', '.join(missing)}",
+                        "export them (e.g. in your job script or ~/.bashrc) before submitting")
+    return LaunchPad.from_dict(yaml.safe_load(os.path.expandvars(text)) or {})
+
+
 def submit(
     campaign_file: Path = typer.Argument(..., help="Campaign YAML."),
     launchpad: Optional[Path] = typer.Option(None, help="my_launchpad.yaml (default: settings.launchpad_file)."),
 ) -> None:
     """Convert the campaign flow to a FireWorks workflow and add it to the LaunchPad."""
-    from fireworks import LaunchPad
     from jobflow.managers.fireworks import flow_to_workflow
 
     from mlipflow.campaign import build_flow, load_campaign
@@ -148,7 +163,10 @@ def submit(
             "pass --launchpad my_launchpad.yaml or set launchpad_file in ~/.mlipflow.yaml "
             "(template: deploy/my_launchpad.yaml)",
         )
-    lp = LaunchPad.from_file(str(lp_file))
+    lp = load_launchpad(lp_file)
+    if lp.fw_id_assigner.find_one({}) is None:  # a new, empty LaunchPad database
+        lp.reset("", require_password=False)
+        console.print(f"initialized an empty LaunchPad database ({lp.name})")
     flow = build_flow(camp)
     # store=None: the worker (`mlipflow worker`) installs mlipflow's store as jobflow's default,
     # so no database credentials are serialized into the Firework specs.
@@ -167,7 +185,7 @@ def worker(
 ) -> None:
     """Run Fireworks with mlipflow's store as jobflow's job store (use instead of rlaunch)."""
     import jobflow
-    from fireworks import FWorker, LaunchPad
+    from fireworks import FWorker
     from fireworks.core.rocket_launcher import launch_rocket, rapidfire
 
     from mlipflow.settings import get_settings
@@ -178,7 +196,7 @@ def worker(
     if lp_file is None or not Path(lp_file).is_file():
         raise UserError(f"no LaunchPad file ({lp_file})", "pass --launchpad or set launchpad_file")
     jobflow.SETTINGS.JOB_STORE = job_store(settings)
-    lp = LaunchPad.from_file(str(lp_file))
+    lp = load_launchpad(lp_file)
     fw = FWorker.from_file(str(fworker)) if fworker else FWorker()
     if singleshot:
         launch_rocket(lp, fw)
