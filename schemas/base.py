@@ -72,6 +72,18 @@ def content_hash(*parts: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _undecode(v: Any) -> Any:
+    if isinstance(v, BaseModel):
+        return v
+    if hasattr(v, "as_dict") and callable(v.as_dict) and type(v).__module__.startswith("pymatgen"):
+        return v.as_dict()
+    if isinstance(v, list):
+        return [_undecode(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _undecode(x) for k, x in v.items()}
+    return v
+
+
 class MlipflowDocument(BaseModel):
     """Base of every stored document."""
 
@@ -90,6 +102,15 @@ class MlipflowDocument(BaseModel):
     input_hash: str | None = Field(None, description="SHA-256 content hash of the inputs that produced it.")
     campaign: str | None = Field(None, description="Name of the campaign this document belongs to.")
     tags: list[str] = Field(default_factory=list, description="Free-form labels for queries.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _msonable_to_dict(cls, data):
+        """jobflow's decoder rebuilds pymatgen objects (Structure, ...) inside resolved documents:
+        turn them back into their dicts where a field holds plain data."""
+        if isinstance(data, dict):
+            return {k: _undecode(v) for k, v in data.items()}
+        return data
 
     @model_validator(mode="after")
     def _set_type(self):

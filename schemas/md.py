@@ -54,7 +54,7 @@ class MDRunDoc(MlipflowDocument):
     steps_done: int = Field(0, description="Steps completed.")
     terminated: bool = Field(False, description="Stopped early (γ above the upper threshold or instability).")
     termination_reason: str | None = Field(None, description="Why it stopped early.")
-    thermo: dict[str, list[float]] = Field(default_factory=dict, description="Columns: step, time_ps, temperature_K, potential_energy_eV, pressure_bar, volume_A3, max_gamma.")
+    thermo: dict[str, list[float | None]] = Field(default_factory=dict, description="Columns (None where not computed): step, time_ps, temperature_K, potential_energy_eV, pressure_bar, volume_A3, max_gamma.")
     trajectory: dict[str, Any] | None = Field(None, description="Blob: frames (positions Å, cell Å, numbers, step).")
     trajectory_path: str | None = Field(None, description="Trajectory file on disk.")
     final_structure: dict[str, Any] | None = Field(None, description="pymatgen Structure of the last frame.")

@@ -65,3 +65,7 @@ class ALIterationDoc(MlipflowDocument):
     test_metrics: dict[str, Any] = Field(default_factory=dict, description="Test errors of the potential fitted at the end of the iteration.")
     stop_reason: str | None = Field(None, description="Why the loop stopped after this iteration, if it did.")
     dataset: str | None = Field(None, description="'name:version' of the dataset after merging the new labels.")
+    new_potential: str | None = Field(None, description="input_hash of the potential refitted at the end of the iteration.")
+    n_labeled: int = Field(0, description="New frames labeled in this iteration (status ok).")
+    n_label_failed: int = Field(0, description="Selected frames whose labeling failed (kept, excluded from the dataset).")
+    history: list[dict[str, Any]] = Field(default_factory=list, description="Per iteration so far: iteration, potential hash, test energy/force RMSE.")

@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            return rc
     except UserError as exc:
         err_console.print(f"[bold red]error:[/] {exc.problem}")
         if exc.fix:

@@ -1,0 +1,139 @@
+"""``mlipflow label``: label structure files with a reference calculator, optionally into a dataset.
+
+    mlipflow label --labeler chgnet cells/*.extxyz --dataset nafepo4-init
+    mlipflow label --labeler vasp:nafepo4_ace POSCAR_* --set user_incar_settings.NCORE=4
+    mlipflow label --labeler mypkg.calc:MyCalc a.cif --set model=/path/model.pt
+
+Frames already labeled with the same settings come from the store (content hash); failed
+frames are stored with their reason and left out of the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlipflow.errors import UserError
+
+console = Console()
+
+
+def read_structures(files: list[Path]) -> list[tuple[Any, str]]:
+    """(pymatgen Structure, origin) from extxyz/xyz (all frames), POSCAR/CONTCAR, CIF, pymatgen
+    JSON, or mlipflow structure-set JSON; a directory contributes the files inside it."""
+    from pymatgen.core import Structure
+
+    from mlipflow.engines.datasets import to_structure
+
+    out: list[tuple[Any, str]] = []
+    paths: list[Path] = []
+    for f in files:
+        if not f.exists():
+            raise UserError(f"{f} does not exist", "check the path")
+        paths += sorted(p for p in f.iterdir() if p.is_file()) if f.is_dir() else [f]
+    for p in paths:
+        name = p.name.lower()
+        try:
+            if name.endswith(".json"):
+                data = json.loads(p.read_text())
+                items = data.get("structures", data) if isinstance(data, dict) else data
+                items = [items] if isinstance(items, dict) else items
+                out += [(Structure.from_dict(d), f"{p.name}:{i}") for i, d in enumerate(items)]
+            elif name.endswith((".xyz", ".extxyz", ".traj")):
+                from ase.io import read
+
+                out += [(to_structure(a), f"{p.name}:{i}") for i, a in enumerate(read(p, index=":"))]
+            else:
+                out.append((Structure.from_file(p), p.name))
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"cannot read structures from {p} ({type(exc).__name__}: {exc})",
+                            "give extxyz, POSCAR/CONTCAR, CIF or pymatgen/mlipflow JSON files") from exc
+    if not out:
+        raise UserError("no structures found in the given files", "give at least one structure file")
+    return out
+
+
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` options (VALUE parsed as JSON when it can be; dotted keys nest)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"cannot read option {item!r}", "write it as KEY=VALUE, e.g. --set use_device=cpu")
+        key, value = item.split("=", 1)
+        try:
+            val: Any = json.loads(value)
+        except json.JSONDecodeError:
+            val = value
+        d = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            d = d.setdefault(part, {})
+        d[parts[-1]] = val
+    return out
+
+
+def parse_references(text: str | None) -> dict[str, float] | None:
+    if not text or text in ("auto", "none"):
+        return None
+    out = {}
+    for item in text.split(","):
+        try:
+            el, val = item.split("=")
+            out[el.strip()] = float(val)
+        except ValueError:
+            raise UserError(f"cannot read reference energy {item!r}", "write them as Fe=-3.2,O=-1.5 (eV)") from None
+    return out
+
+
+def command(
+    files: List[Path] = typer.Argument(..., help="Structure files: extxyz (all frames), POSCAR, CIF, JSON; directories."),
+    labeler: Optional[str] = typer.Option(None, "--labeler", "-l", help="chgnet | emt | vasp:nafepo4_ace | vasp:lixfepo4_dpa | package.module:Class (default: settings.default_labeler)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Add the labeled frames to a new version of this dataset."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Labeler option KEY=VALUE (repeatable), e.g. --set force_threshold=50."),
+    split: str = typer.Option("random", "--split", help="Train/test split of the dataset: random | composition."),
+    test_fraction: float = typer.Option(0.1, "--test-fraction", help="Fraction of frames in the test split."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split."),
+    references: str = typer.Option("auto", "--references", help="Isolated-atom energies: auto (computed by the labeler; not for VASP), none, or El=eV,... ."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Recompute frames stored as failed."),
+) -> None:
+    """Label structures with a reference calculator (cached by content hash) and optionally build a dataset."""
+    from mlipflow.engines.datasets import build_dataset
+    from mlipflow.engines.labelers import get_labeler
+    from mlipflow.schemas import FrameStatus
+
+    items = read_structures(list(files))
+    lab = get_labeler(labeler, **parse_sets(set_))
+    structs = [s for s, _ in items]
+    console.print(f"labeling {len(structs)} structures with [bold]{lab.name}[/]")
+    frames = lab.label(structs, source="static", metadata=[{"file": o} for _, o in items], progress=True,
+                       retry_failed=retry_failed)
+    failed = [f for f in frames if f.status != FrameStatus.ok]
+    table = Table(title=f"{lab.name}: {len(frames) - len(failed)} ok, {len(failed)} failed")
+    for col in ("file", "formula", "atoms", "energy (eV/atom)", "max |F| (eV/Å)", "status"):
+        table.add_column(col)
+    import numpy as np
+
+    for (_, origin), f in list(zip(items, frames))[:30]:
+        fmax = float(np.max(np.linalg.norm(np.asarray(f.forces), axis=1))) if f.forces else float("nan")
+        e = f"{f.energy / f.nsites:.4f}" if f.energy is not None else "-"
+        table.add_row(origin, f.formula, str(f.nsites), e, f"{fmax:.3f}",
+                      "ok" if f.status == FrameStatus.ok else f"[red]failed[/]: {f.failure_reason}")
+    if len(frames) > 30:
+        table.caption = f"(first 30 of {len(frames)})"
+    console.print(table)
+    if dataset:
+        refs = parse_references(references)
+        if refs is None and references == "auto" and lab.kind != "vasp":
+            elements = sorted({el for f in frames if f.status == FrameStatus.ok for el in f.elements})
+            refs = lab.reference_energies(elements) if elements else None
+        doc = build_dataset(dataset, frames, split=split, test_fraction=test_fraction, seed=seed, reference_energies=refs)
+        console.print(f"dataset [bold]{doc.name}[/] version {doc.version}: {len(doc.frame_ids)} frames "
+                      f"({len(doc.train_ids)} train / {len(doc.test_ids)} test), {doc.n_failed_excluded} failed excluded, "
+                      f"{doc.n_duplicates_removed} duplicates removed")

@@ -1,0 +1,103 @@
+"""Configuration of the ACE batch active-learning campaign (the campaign file's `parameters`)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StructuresConfig(_Strict):
+    """Pseudo-random cells over a composition grid of oxide (or element) units."""
+
+    units: list[str] = Field(["Na2O", "FeO", "P2O5"], description="Unit formulas spanning the composition space.")
+    step: float = Field(0.1, gt=0, le=1, description="Mole-fraction grid step.")
+    atoms: int = Field(100, ge=2, description="Approximate atoms per cell.")
+    min_distance: float = Field(1.7, gt=0, description="Minimum interatomic distance at scale 1 (Å).")
+    scales: list[float] = Field([0.8, 1.0, 1.2], description="Linear cell scale factors applied after packing.")
+    end_members: bool = Field(True, description="Include pure end members of the grid.")
+    density: float | None = Field(None, gt=0, description="Density (g/cm³); None: from crystalline phases.")
+    seed: int = Field(0, description="Seed of the initial structures (exploration uses seed + 1000·iteration).")
+    max_compositions: int | None = Field(None, ge=1, description="Use only this many grid points (evenly spread) — laptop runs.")
+    use_mp: bool = Field(False, description="Query the Materials Project for densities (needs an API key).")
+
+
+class AIMDConfig(_Strict):
+    """Initial high-temperature MD labeled by the reference labeler."""
+
+    temperature: float = Field(5000.0, gt=0, description="Temperature (K).")
+    steps: int = Field(100, ge=1, description="MD steps (paper: 200 fs at 2 fs).")
+    timestep_fs: float = Field(2.0, gt=0, description="Time step (fs).")
+    every: int = Field(20, ge=1, description="Keep a frame every this many steps (paper: 40 fs).")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="Test split of the dataset.")
+    split: Literal["random", "composition"] = Field("random", description="Split method.")
+
+
+class ExploreConfig(_Strict):
+    """Melt-quench exploration with the current potential (γ-tracked)."""
+
+    engine: Literal["ase", "lammps"] = Field("ase", description="'ase' (embedded) or 'lammps' (cluster decks with pace/extrapolation).")
+    structures_per_iteration: int | None = Field(None, ge=1, description="New random cells per iteration (default: as many as the initial set).")
+    t_melt: float = Field(5000.0, gt=0, description="Melt temperature (K).")
+    melt_ps: float = Field(10.0, ge=0, description="Melt duration (ps).")
+    cooling_rate_K_per_ps: float = Field(10.0, gt=0, description="Linear cooling rate (K/ps).")
+    t_final: float = Field(10.0, ge=0, description="Final temperature of the quench (K).")
+    timestep_fs: float = Field(1.0, gt=0, description="Time step (fs).")
+    gamma_lo: float = Field(2.5, gt=0, description="Collect frames with max γ above this.")
+    gamma_hi: float = Field(30.0, gt=0, description="Stop a run when max γ exceeds this.")
+    gamma_every: int = Field(10, ge=1, description="γ evaluation interval (steps).")
+    collect_every_kelvin: float | None = Field(1000.0, description="Also keep a frame every this many K of cooling.")
+    thermostat: Literal["nose-hoover", "bussi", "langevin"] = Field("bussi", description="Thermostat.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.gamma_hi <= self.gamma_lo:
+            raise ValueError(f"gamma_hi ({self.gamma_hi}) must be larger than gamma_lo ({self.gamma_lo})")
+        return self
+
+
+class SelectConfig(_Strict):
+    """D-optimality (MaxVol) selection."""
+
+    max_structures: int = Field(500, ge=1, description="Maximum frames selected per iteration.")
+    gamma_tolerance: float = Field(1.01, ge=1, description="MaxVol γ tolerance.")
+    add_final_structures: bool = Field(False, description="Also label every final quenched structure.")
+
+
+class LoopConfig(_Strict):
+    """Stopping rules."""
+
+    max_iterations: int = Field(3, ge=0, description="Iteration limit (paper: 3).")
+    min_relative_improvement: float = Field(0.0, description="Stop when the test force RMSE improves by less than this fraction.")
+
+
+class StabilityConfig(_Strict):
+    """Final stability test: a large random cell at high temperature with the first and final potential."""
+
+    enabled: bool = Field(True, description="Run the test.")
+    atoms: int = Field(3003, ge=2, description="Atoms in the test cell (paper: 3003).")
+    temperature: float = Field(5000.0, gt=0, description="Temperature (K).")
+    ps: float = Field(10.0, gt=0, description="Duration (ps).")
+    timestep_fs: float = Field(1.0, gt=0, description="Time step (fs).")
+    max_force: float = Field(100.0, gt=0, description="A force above this (eV/Å) counts as unbounded.")
+    max_energy_drift: float = Field(5.0, gt=0, description="A potential-energy change above this (eV/atom) counts as unbounded.")
+
+
+class ActiveLearningConfig(_Strict):
+    """Parameters of the `nafepo4_al` flow."""
+
+    labeler: str = Field("chgnet", description="Reference labeler: chgnet | emt | vasp:nafepo4_ace | module:Class.")
+    structures: StructuresConfig = Field(default_factory=StructuresConfig)
+    aimd: AIMDConfig = Field(default_factory=AIMDConfig)
+    fit: dict[str, Any] = Field(default_factory=lambda: {"preset": "paper"}, description="AceFitSettings fields, plus 'preset': paper|mini|tiny.")
+    explore: ExploreConfig = Field(default_factory=ExploreConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
+    stability: StabilityConfig = Field(default_factory=StabilityConfig)
+    reference_energies: dict[str, float] | None = Field(None, description="Isolated-atom energies (eV); None: computed by the labeler.")
+    dataset_name: str | None = Field(None, description="Dataset name (default: the campaign name).")
+    plots: bool = Field(True, description="Write summary plots into the campaign directory.")
