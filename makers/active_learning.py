@@ -205,6 +205,14 @@ class AceFitDatasetMaker(Maker):
 
         ds = _as_dict(dataset)
         settings = _fit_settings(fit)
+        if warm_start:
+            prev = load_potential(warm_start)
+            if prev.get("dataset") == f"{ds['name']}:{ds['version']}":
+                log.info("fit %d: no new labels since potential %s; keeping it", iteration, warm_start[:12])
+                pdoc = PotentialDoc(**{k: v for k, v in prev.items() if k in PotentialDoc.model_fields
+                                       and k not in ("created_at", "versions", "type")})
+                pdoc.tags = [*pdoc.tags, f"iteration:{iteration}", "reused:no-new-labels"]
+                return pdoc
         doc, frames = load_dataset(ds["name"], ds["version"])
         by_id = {f.frame_id: f for f in frames}
         refs = doc.reference_energies or None

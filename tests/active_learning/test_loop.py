@@ -1,0 +1,126 @@
+"""The ACE active-learning loop end to end with the real pacemaker (EMT-labelled Cu–Al).
+
+One campaign run is killed right after its first fit finished; rerunning the same command
+must finish the campaign without relabeling or refitting what was done.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "examples" / "al_tiny_emt.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(args, env, timeout=1500):
+    return subprocess.run([sys.executable, "-m", "mlipflow.cli.main", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def _frame_count(env) -> int:
+    code = ("from mlipflow.store import collection; c=collection('frames', key='frame_id'); c.connect(); "
+            "print(c.count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    return int(out.stdout.strip())
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    home = tmp_path_factory.mktemp("al") / "home"
+    env = dict(os.environ, MLIPFLOW_HOME=str(home), HOME=str(home.parent))
+    env.pop("MLIPFLOW_CONFIG", None)
+    fits = home / "data" / "fits"
+    proc = subprocess.Popen([sys.executable, "-m", "mlipflow.cli.main", "run", str(TINY)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    t0 = time.time()
+    first_fit = None
+    while time.time() - t0 < 900:
+        done = list(fits.glob("*/fit_result.json")) if fits.exists() else []
+        if done:
+            first_fit = done[0].parent
+            break
+        if proc.poll() is not None:
+            pytest.fail("the campaign ended before its first fit: " + proc.stdout.read()[-3000:])
+        time.sleep(0.5)
+    assert first_fit is not None, "first fit did not finish within 15 min"
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)  # kill the whole run, mid-campaign
+    proc.wait()
+    killed_log = proc.stdout.read()
+    assert "summarize" not in killed_log or "Finished job - summarize" not in killed_log
+    snapshot = {p.name: p.stat().st_mtime_ns for p in first_fit.iterdir() if p.is_file()}
+    frames_before = _frame_count(env)
+    rerun = _cli(["run", str(TINY)], env)
+    return {"env": env, "home": home, "first_fit": first_fit, "snapshot": snapshot,
+            "frames_before": frames_before, "rerun": rerun}
+
+
+def test_rerun_completes(campaign):
+    r = campaign["rerun"]
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert "iteration limit (2) reached" in r.stdout
+
+
+def test_resume_did_not_refit_or_relabel(campaign):
+    fit0 = campaign["first_fit"]
+    after = {p.name: p.stat().st_mtime_ns for p in fit0.iterdir() if p.is_file()}
+    for name, mtime in campaign["snapshot"].items():
+        assert after.get(name) == mtime, f"{name} of the first fit was rewritten on resume"
+    out = campaign["rerun"].stdout
+    assert "from the cache" in out  # AIMD trajectories came back from the frame store
+    # frames of the initial dataset were not labeled again: only AL labels were added
+    env = campaign["env"]
+    code = ("from mlipflow.store import collection; c=collection('frames', key='frame_id'); c.connect(); "
+            "import json; print(json.dumps([d['source'] for d in c.query({}, properties=['source'])]))")
+    sources = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                        env=env).stdout)
+    n_aimd = sum(s == "aimd" for s in sources)
+    assert n_aimd == 60  # 6 cells x 10 frames, once
+    assert len(sources) >= campaign["frames_before"]
+
+
+def test_documents_in_store(campaign):
+    env = campaign["env"]
+    iters = json.loads(_cli(["query", "--type", "al_iteration", "--limit", "0", "--json"], env).stdout)
+    by_it = {}
+    for d in iters:
+        by_it.setdefault(d["output"]["iteration"], d["output"])
+    assert set(by_it) == {1, 2}
+    for it, doc in by_it.items():
+        assert doc["n_selected"] <= 12  # select.max_structures
+        assert doc["n_candidates"] == len(doc["candidates"]) > 0
+        assert all(c["max_gamma"] > 1.5 for c in doc["candidates"])  # explore.gamma_lo
+        chosen = [c for c in doc["candidates"] if c["selected"]]
+        assert len(chosen) == doc["n_selected"] and all(c["reason"] for c in doc["candidates"])
+        assert doc["new_potential"] and doc["dataset"].endswith(f":{it + 1}")
+        assert doc["gamma_stats"]["max"] > 1.5
+    camp = json.loads(_cli(["query", "--type", "campaign", "--json"], env).stdout)[0]["output"]
+    s = camp["summary"]
+    assert s["iterations"] == 2 and s["initial_frames"] == 60 and s["al_labels"] > 0
+    assert s["final_potential"] != s["first_potential"]
+    assert {"stability_first", "stability_final"} <= set(s)
+    assert Path(s["plots"]["active_learning"]).is_file()
+    pots = json.loads(_cli(["query", "--type", "potential", "--limit", "0", "--json"], env).stdout)
+    hashes = {p["output"]["input_hash"] for p in pots}
+    assert {s["first_potential"], s["final_potential"]} <= hashes
+    # potentials carry their files as blobs (loaded on show)
+    shown = json.loads(_cli(["show", s["final_potential"]], env).stdout)
+    assert shown["output"]["kind"] == "ace" and shown["output"]["has_active_set"]
+
+
+def test_bad_parameters_exit_2(tmp_path, mlipflow_home, capsys):
+    from mlipflow.cli.main import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.read_text().replace("gamma_lo: 1.5, gamma_hi: 50", "gamma_lo: 5, gamma_hi: 2"))
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "gamma_hi" in err and "fix" in err
