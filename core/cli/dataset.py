@@ -27,6 +27,7 @@ FORMATS = ("pacemaker", "extxyz", "deepmd")
 def show(
     name: Optional[str] = typer.Argument(None, help="Dataset name (omit to list all datasets)."),
     version: Optional[int] = typer.Option(None, "--version", "-v", help="Version (default: latest)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write energy/force/composition histograms (PNG)."),
 ) -> None:
     """List datasets, or show one version: sizes, split, compositions, reference energies, exports."""
     from mlipflow.engines.datasets import list_datasets, load_dataset
@@ -58,6 +59,10 @@ def show(
         console.print("  reference energies (eV): " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(doc.reference_energies.items())))
     if doc.exports:
         console.print(f"  exports: {doc.exports}")
+    if plot is not None:
+        from mlipflow.engines.datasets import plot_dataset
+
+        console.print(f"  plot: {plot_dataset(doc, frames, plot)}")
 
 
 @app.command("export")

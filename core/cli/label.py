@@ -102,6 +102,11 @@ def command(
     seed: int = typer.Option(0, "--seed", help="Seed of the split."),
     references: str = typer.Option("auto", "--references", help="Isolated-atom energies: auto (computed by the labeler; not for VASP), none, or El=eV,... ."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Recompute frames stored as failed."),
+    mode: str = typer.Option("static", "--mode", help="static (single points) | aimd (NVT MD, a frame every --every steps) | relax (VASP: every ionic step)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="aimd: temperature (K); VASP default: the set's preset."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="aimd: number of MD steps."),
+    timestep: Optional[float] = typer.Option(None, "--timestep", help="aimd: time step (fs)."),
+    every: Optional[int] = typer.Option(None, "--every", help="aimd: keep a frame every N steps."),
 ) -> None:
     """Label structures with a reference calculator (cached by content hash) and optionally build a dataset."""
     from mlipflow.engines.datasets import build_dataset
@@ -111,9 +116,32 @@ def command(
     items = read_structures(list(files))
     lab = get_labeler(labeler, **parse_sets(set_))
     structs = [s for s, _ in items]
-    console.print(f"labeling {len(structs)} structures with [bold]{lab.name}[/]")
-    frames = lab.label(structs, source="static", metadata=[{"file": o} for _, o in items], progress=True,
-                       retry_failed=retry_failed)
+    console.print(f"labeling {len(structs)} structures with [bold]{lab.name}[/] ({mode})")
+    if mode == "static":
+        frames = lab.label(structs, source="static", metadata=[{"file": o} for _, o in items], progress=True,
+                           retry_failed=retry_failed)
+    elif mode == "aimd":
+        md_kw = {"temperature": temperature, "steps": steps, "timestep_fs": timestep, "every": every}
+        if lab.kind != "vasp":
+            defaults = {"temperature": 5000.0, "steps": 100, "timestep_fs": 2.0, "every": 20}  # NaFePO4 initial protocol
+            md_kw = {k: (v if v is not None else defaults[k]) for k, v in md_kw.items()}
+        frames, origins = [], []
+        for s, o in items:
+            traj = lab.md(s, metadata={"file": o}, **md_kw)
+            frames += traj
+            origins += [f"{o}@{f.step}" for f in traj]
+        items = list(zip([None] * len(frames), origins))
+    elif mode == "relax":
+        if not hasattr(lab, "relax"):
+            raise UserError(f"--mode relax needs a VASP labeler (got {lab.name})", "use --labeler vasp:<set>, or --mode static/aimd")
+        frames, origins = [], []
+        for s, o in items:
+            traj = lab.relax(s, metadata={"file": o})
+            frames += traj
+            origins += [f"{o}@{f.step}" for f in traj]
+        items = list(zip([None] * len(frames), origins))
+    else:
+        raise UserError(f"unknown mode {mode!r}", "use --mode static, aimd or relax")
     failed = [f for f in frames if f.status != FrameStatus.ok]
     table = Table(title=f"{lab.name}: {len(frames) - len(failed)} ok, {len(failed)} failed")
     for col in ("file", "formula", "atoms", "energy (eV/atom)", "max |F| (eV/Å)", "status"):
