@@ -72,8 +72,18 @@ def content_hash(*parts: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _is_numeric_array(v: list) -> bool:
+    """Lists of numbers (forces, positions...) hold no pymatgen objects: skip walking them."""
+    first = v[0]
+    while isinstance(first, list) and first:
+        first = first[0]
+    return isinstance(first, (int, float)) and not isinstance(first, bool)
+
+
 def _undecode(v: Any) -> Any:
-    if isinstance(v, BaseModel):
+    if isinstance(v, (str, int, float, type(None), BaseModel)):
+        return v
+    if isinstance(v, list) and v and _is_numeric_array(v):
         return v
     if hasattr(v, "as_dict") and callable(v.as_dict) and type(v).__module__.startswith("pymatgen"):
         return v.as_dict()
