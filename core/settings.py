@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     default_labeler: str = Field("chgnet", description="Labeler used when none is named: chgnet, vasp:<set>, module:Class.")
     launchpad_file: Path | None = Field(None, description="FireWorks my_launchpad.yaml used by `mlipflow submit`.")
     mp_api_key: SecretStr | None = Field(None, description="Materials Project API key; never printed or stored.")
+    reference_energies: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Isolated-atom energies (eV) per labeler, e.g. {'vasp:nafepo4_ace': {'Na': -1.3, ...}}; "
+                    "missing ones are computed by the labeler.")
     threads: int = Field(1, ge=1, description="Threads for TensorFlow/torch/OpenMP in embedded runs.")
 
     @field_validator("data_dir", "scratch_dir", "launchpad_file", mode="before")

@@ -391,7 +391,7 @@ def get_labeler(spec: str | None = None, **overrides: Any) -> Labeler:
     settings = get_settings()
     spec = spec or settings.default_labeler
     options = {k: overrides.pop(k) for k in ("force_threshold", "reference_energies", "use_cache") if k in overrides}
-    configured = getattr(settings, "reference_energies", None)  # {element: eV} when the settings carry them
+    configured = (getattr(settings, "reference_energies", None) or {}).get(spec)  # {element: eV} for this labeler
     if configured and "reference_energies" not in options:
         options["reference_energies"] = dict(configured)
     if spec in EMBEDDED:

@@ -87,3 +87,14 @@ def test_secrets_never_printed(mlipflow_home, monkeypatch, capsys):
     for secret in ("s3cretPW", "MPKEY123456", "hunter2pw"):
         assert secret not in out.out + out.err
     assert "db.example" in out.out
+
+
+def test_reference_energies_per_labeler(mlipflow_home, tmp_path, monkeypatch):
+    from mlipflow.engines.labelers import get_labeler
+    from mlipflow.settings import get_settings
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"reference_energies": {"emt": {"Cu": -0.5}, "chgnet": {"Cu": -9.0}}}))
+    monkeypatch.setenv("MLIPFLOW_CONFIG", str(cfg))
+    get_settings.cache_clear()
+    assert get_labeler("emt").reference_energies(["Cu"]) == {"Cu": -0.5}
