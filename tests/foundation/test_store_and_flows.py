@@ -59,9 +59,13 @@ def test_blobs_go_to_additional_store(store):
 
 
 def test_dynamic_flow_locally_and_query_from_other_process(mlipflow_home, tmp_path):
-    env = dict(os.environ)
+    env = dict(os.environ, MLIPFLOW_MP_API_KEY="MPKEY-SECRET-42", MLIPFLOW_DATABASE__PASSWORD="DBPW-SECRET-42")
     r = _cli(["run", str(EXAMPLE), "--workdir", str(tmp_path / "jobs")], env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+    # secrets are neither printed nor stored (raw bytes of the on-disk store)
+    assert "SECRET-42" not in r.stdout + r.stderr
+    raw = b"".join(p.read_bytes() for p in (mlipflow_home / "data" / "store").rglob("*") if p.is_file())
+    assert raw and b"SECRET-42" not in raw
     assert "converged" in r.stdout
     # another process reads what this one wrote
     q = _cli(["query", "--type", "eos_iteration", "--limit", "0", "--json"], env=env)
