@@ -141,6 +141,24 @@ class Settings(BaseSettings):
         return Path(self.database.path or self.data_dir / "store").expanduser()
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                    "TF_NUM_INTEROP_THREADS", "DP_INTRA_OP_PARALLELISM_THREADS",
+                    "DP_INTER_OP_PARALLELISM_THREADS")
+
+
+def apply_thread_settings(settings: Settings | None = None) -> int:
+    """Set thread counts for OpenMP/BLAS, TensorFlow, torch and DeePMD (variables already set win)."""
+    n = (settings or get_settings()).threads
+    for var in THREAD_VARIABLES:
+        os.environ.setdefault(var, str(n))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    return n
+
+
 def public_settings(settings: Settings) -> dict[str, Any]:
     """Settings as a dict with every secret removed (safe to print, log or store)."""
     data = settings.model_dump(mode="json")

@@ -83,8 +83,11 @@ def run(
     from mlipflow.settings import get_settings
     from mlipflow.store import describe, job_store
 
+    from mlipflow.settings import apply_thread_settings
+
     camp = load_campaign(campaign_file)
     settings = get_settings()
+    apply_thread_settings(settings)
     root = (workdir or settings.scratch_dir / camp.name).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]campaign[/] {camp.name} ({camp.flow}) -> {describe(settings)}")
@@ -191,7 +194,10 @@ def worker(
     from mlipflow.settings import get_settings
     from mlipflow.store import job_store
 
+    from mlipflow.settings import apply_thread_settings
+
     settings = get_settings()
+    apply_thread_settings(settings)
     lp_file = launchpad or settings.launchpad_file
     if lp_file is None or not Path(lp_file).is_file():
         raise UserError(f"no LaunchPad file ({lp_file})", "pass --launchpad or set launchpad_file")
