@@ -93,18 +93,21 @@ def _msd_fft_sums(x: np.ndarray, groups: Sequence[np.ndarray] | None) -> list[np
     nfft = sfft.next_fast_len(2 * T, real=True)
     # zero-padded, time on the last (contiguous) axis: 3x faster FFTs than along axis 0; the first
     # position is subtracted (translation invariance) to keep the rounding small
-    y2 = np.zeros((n * 3, nfft))
+    # float32 trajectories are transformed in single precision (complex64): half the memory
+    # traffic, ~2x faster FFTs; |r|² sums stay in float64
+    work = np.float32 if np.asarray(x[:1]).dtype == np.float32 else np.float64
+    y2 = np.zeros((n * 3, nfft), dtype=work)
     for t0 in range(0, T, 1024):  # transpose in cache-sized time blocks (2-3x faster than at once)
         t1 = min(t0 + 1024, T)
         y2[:, t0:t1] = np.asarray(x[t0:t1]).reshape(t1 - t0, n * 3).T
     y2[:, :T] -= y2[:, :1]
     y = y2.reshape(n, 3, nfft)
     yt = y[:, :, :T]
-    d2 = np.einsum("nkt,nkt->nt", yt, yt)  # |r(k)|², (n, T)
+    d2 = np.einsum("nkt,nkt->nt", yt, yt, dtype=np.float64)  # |r(k)|², (n, T)
     f = sfft.rfft(y, axis=-1, overwrite_x=True)
     p = np.abs(f)
     p *= p
-    power = p.sum(axis=1)  # |F|² summed over x, y, z: (n, nfft//2+1)
+    power = p.sum(axis=1, dtype=np.float64)  # |F|² summed over x, y, z: (n, nfft//2+1)
     del f, p
     norm = np.arange(T, 0, -1, dtype=np.float64)  # T - m
 
