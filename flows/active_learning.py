@@ -93,7 +93,7 @@ def decide(config: dict, iteration: int, selection: ALIterationDoc | dict, new_p
     }]
     doc.history = history
     stop = None
-    if doc.n_candidates == 0:
+    if doc.gamma_stats.get("n_above_lo", 0) == 0:
         stop = f"no frame exceeded the lower γ threshold ({cfg.explore.gamma_lo})"
     elif iteration >= cfg.loop.max_iterations:
         stop = f"iteration limit ({cfg.loop.max_iterations}) reached"

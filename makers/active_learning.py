@@ -349,62 +349,35 @@ class SelectLabelMaker(Maker):
     @job
     def make(self, runs: list, potential: str, dataset: DatasetDoc | dict, labeler: str, select: dict,
              iteration: int, explore: dict, campaign: str | None = None) -> ALIterationDoc:
-        from mlipflow.engines.ase_md import frames_from_dict
+        from pymatgen.core import Structure
+
         from mlipflow.engines.labelers import get_labeler
+        from mlipflow.makers.ace import select_from_runs
 
         cfg = SelectConfig(**select)
         ecfg = ExploreConfig(**explore)
         ds = _as_dict(dataset)
         runs = [_as_dict(r) for r in runs]
-        pool, meta, finals = [], [], []
-        terminated = []
-        for r in runs:
-            run_id = next((t.split(":", 1)[1] for t in r.get("tags", []) if t.startswith("run:")), "?")
-            if r.get("terminated"):
-                terminated.append(run_id)
-            for fr in frames_from_dict(r.get("trajectory")):
-                g = fr.info.get("max_gamma")
-                reason = fr.info.get("reason", "")
-                if reason == "final":
-                    finals.append((fr, run_id))
-                if g is not None and g > ecfg.gamma_lo:
-                    pool.append(fr)
-                    meta.append((run_id, int(fr.info.get("step", 0)), fr.info.get("temperature_K"), float(g)))
-        force = []
-        if cfg.add_final_structures:
-            for fr, run_id in finals:
-                force.append(len(pool))
-                pool.append(fr)
-                meta.append((run_id, int(fr.info.get("step", 0)), fr.info.get("temperature_K"),
-                             float(fr.info.get("max_gamma") or 0.0)))
-        records: list[CandidateRecord] = []
-        selected_atoms = []
-        if pool:
-            from mlipflow.engines.selection import select_maxvol
-
-            _, yaml_path, asi = ace_calculator(potential)
-            sel = select_maxvol(pool, yaml_path, asi, max_structures=cfg.max_structures,
-                                gamma_tolerance=cfg.gamma_tolerance, force_include=force)
-            chosen = set(sel.selected_indices)
-            for i, (run_id, step, temp, g) in enumerate(meta):
-                records.append(CandidateRecord(run=run_id, step=step, temperature=temp, max_gamma=g,
-                                               selected=i in chosen, reason=sel.records[i].reason))
-            selected_atoms = [pool[i] for i in sorted(chosen)]
-        lab = get_labeler(labeler)
-        frames = lab.label(selected_atoms, source=f"al-iteration-{iteration}") if selected_atoms else []
+        _, yaml_path, asi = ace_calculator(potential)
+        # candidates: frames kept for γ > gamma_lo, at temperature crossings and at the end
+        sel = select_from_runs(runs, (yaml_path, asi), max_structures=cfg.max_structures,
+                               gamma_tolerance=cfg.gamma_tolerance, add_final=cfg.add_final_structures)
+        records = [CandidateRecord(**r) for r in sel["records"]]
+        selected = [Structure.from_dict(d) for d in sel["selected"]]
+        frames = get_labeler(labeler).label(selected, source=f"al-iteration-{iteration}") if selected else []
         n_ok = sum(f.status == "ok" for f in frames)
         new_ds = (dataset_version(ds["name"], frames, parent=f"{ds['name']}:{ds['version']}", campaign=campaign,
                                   seed=iteration) if n_ok else DatasetDoc(**{k: v for k, v in ds.items() if k in DatasetDoc.model_fields}))
-        gammas = np.array([m[3] for m in meta]) if meta else np.array([])
         all_g = [g for r in runs for g in (r.get("thermo", {}).get("max_gamma") or []) if g is not None and not math.isnan(g)]
         stats = {}
         if all_g:
             a = np.asarray(all_g)
             stats = {"max": float(a.max()), "mean": float(a.mean()), "median": float(np.median(a)),
-                     "p90": float(np.percentile(a, 90)), "n_above_lo": int(len(gammas))}
+                     "p90": float(np.percentile(a, 90))}
+        stats["n_above_lo"] = int(sum(r.max_gamma > ecfg.gamma_lo for r in records))
         return ALIterationDoc(
-            iteration=iteration, potential=potential, n_runs=len(runs), terminated_runs=terminated,
-            n_candidates=len(pool) - len(force), n_selected=len(selected_atoms), candidates=records, gamma_stats=stats,
+            iteration=iteration, potential=potential, n_runs=len(runs), terminated_runs=sel["terminated_runs"],
+            n_candidates=sel["n_candidates"], n_selected=sel["n_selected"], candidates=records, gamma_stats=stats,
             dataset=f"{new_ds.name}:{new_ds.version}", n_labeled=n_ok,
             n_label_failed=sum(f.status != "ok" for f in frames), campaign=campaign,
             input_hash=content_hash("al_iteration", potential, iteration, [r.get("input_hash") for r in runs]),

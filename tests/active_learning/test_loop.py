@@ -97,9 +97,11 @@ def test_documents_in_store(campaign):
     for it, doc in by_it.items():
         assert doc["n_selected"] <= 12  # select.max_structures
         assert doc["n_candidates"] == len(doc["candidates"]) > 0
-        assert all(c["max_gamma"] > 1.5 for c in doc["candidates"])  # explore.gamma_lo
+        above = [c for c in doc["candidates"] if c["max_gamma"] > 1.5]  # explore.gamma_lo
+        assert doc["gamma_stats"]["n_above_lo"] == len(above) > 0
         chosen = [c for c in doc["candidates"] if c["selected"]]
         assert len(chosen) == doc["n_selected"] and all(c["reason"] for c in doc["candidates"])
+        assert all(c["max_gamma"] > 1.0 for c in chosen)  # MaxVol picks extrapolative frames
         assert doc["new_potential"] and doc["dataset"].endswith(f":{it + 1}")
         assert doc["gamma_stats"]["max"] > 1.5
     camp = json.loads(_cli(["query", "--type", "campaign", "--json"], env).stdout)[0]["output"]
