@@ -152,16 +152,22 @@ def summarize(config: dict, first_potential: str, first_test: dict, loop_result:
         "selected_per_iteration": [h.get("n_selected") for h in history],
         "terminated_runs_per_iteration": [h.get("n_terminated") for h in history],
     }
-    # first vs final potential on the final test set (the hard frames included)
-    test_pkl = _test_pickle(history[-1]["dataset"]) if history else None
-    if test_pkl is not None:
+    # first vs final potential on the same test sets: the initial one (high-T MD frames) and the
+    # final one (plus the frames active learning added)
+    if history:
         from mlipflow.engines.ace_eval import evaluate_potential
 
-        for key, h in (("first", first_potential), ("final", final_potential)):
-            files = potential_files(h)
-            yaml_path = next(p for n, p in files.items() if n.endswith(".yaml") and n != "input.yaml")
-            m = evaluate_potential(yaml_path, str(test_pkl)).metrics
-            summary[f"{key}_on_final_test_set"] = {"energy_rmse_eV_atom": m.energy_rmse, "force_rmse_eV_A": m.force_rmse}
+        init_ref = f"{init.get('name')}:{init.get('version')}"
+        for set_name, ref in (("initial", init_ref), ("final", history[-1]["dataset"])):
+            test_pkl = _test_pickle(ref)
+            if test_pkl is None:
+                continue
+            for key, h in (("first", first_potential), ("final", final_potential)):
+                files = potential_files(h)
+                yaml_path = next(p for n, p in files.items() if n.endswith(".yaml") and n != "input.yaml")
+                m = evaluate_potential(yaml_path, str(test_pkl)).metrics
+                summary[f"{key}_on_{set_name}_test_set"] = {"energy_rmse_eV_atom": m.energy_rmse,
+                                                            "force_rmse_eV_A": m.force_rmse}
     for st in stability or []:
         st = _d(st)
         tags = st.get("tags", [])
