@@ -476,3 +476,41 @@ def parse_lammps_run(workdir: str | Path, elements: Sequence[str], protocol: MDP
         res.final_atoms = frames[-1].copy()
     res.trajectory_path = str(wd / GAMMA_DUMP) if (wd / GAMMA_DUMP).exists() else None
     return res
+
+
+def require_ace_lammps(cmd: str, kokkos: bool = False) -> None:
+    """Raise a clear UserError when the LAMMPS at ``cmd`` cannot run ACE exploration decks
+    (no ML-PACE for pace/extrapolation, or no KOKKOS when the KOKKOS variant is asked for)."""
+    from mlipflow.doctor import lammps_packages
+
+    version, packages, path = lammps_packages(cmd)
+    if version is None or "ML-PACE" not in packages:
+        raise UserError(
+            f"explore.engine is 'lammps' but the configured LAMMPS ({path}) "
+            + ("was not found" if version is None else "has no ML-PACE package (pair_style pace/extrapolation)"),
+            "set executables.lammps_cmd to a LAMMPS built with -D PKG_ML-PACE=ON (see deploy/README.md), "
+            "or use explore.engine: ase")
+    if kokkos and "KOKKOS" not in packages:
+        raise UserError(f"executables.lammps_kokkos is true but {path} has no KOKKOS package",
+                        "build LAMMPS with KOKKOS or set executables.lammps_kokkos: false")
+
+
+def run_ace_exploration(atoms: Atoms, potential_yaml: str, active_set: str, protocol: MDProtocol,
+                        workdir: str | Path, cmd: str | None = None, kokkos: bool = False,
+                        progress: bool = False) -> MDResult:
+    """The protocol as an ACE (pace/extrapolation) deck in ``workdir``, run and parsed back.
+
+    Types follow the potential's element order, so cells missing an element still map correctly.
+    """
+    from pyace import ACEBBasisSet
+
+    if not active_set:
+        raise UserError("LAMMPS exploration needs the active set (.asi)", "fit with compute_active_set=True")
+    elements = list(ACEBBasisSet(str(potential_yaml)).elements_name)
+    wd = Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    write_lammps_data(atoms, wd / "structure.data", elements)
+    deck = render_lammps_deck(protocol, "structure.data", "ace", elements, potential="potential.yaml",
+                              asi="potential.asi", kokkos=kokkos)
+    return run_lammps(deck, wd, cmd=cmd, elements=elements, protocol=protocol,
+                      files={"potential.yaml": potential_yaml, "potential.asi": active_set}, progress=progress)

@@ -142,18 +142,11 @@ class AceExploreMaker(Maker):
                 calc.set_active_set(asi)
             res = run_ase_md(atoms, calc, protocol, progress=self.progress, run_id=run_id)
         else:
-            from mlipflow.engines.lammps import render_lammps_deck, run_lammps, write_lammps_data
-            from pyace import ACEBBasisSet
+            from mlipflow.engines.lammps import run_ace_exploration
 
-            elements = list(ACEBBasisSet(yaml).elements_name)
-            if not asi:
-                raise UserError("LAMMPS exploration needs the active set (.asi)", "fit with compute_active_set=True")
             wd = _scratch("explore", content_hash(pot_id, atoms.get_positions(), protocol)[:16])
-            write_lammps_data(atoms, wd / "structure.data", elements)
-            deck = render_lammps_deck(protocol, "structure.data", "ace", elements, potential="potential.yaml",
-                                      asi="potential.asi", kokkos=self.kokkos)
-            res = run_lammps(deck, wd, cmd=self.lammps_cmd, elements=elements, protocol=protocol,
-                             files={"potential.yaml": yaml, "potential.asi": asi}, progress=self.progress)
+            res = run_ace_exploration(atoms, yaml, asi, protocol, wd, cmd=self.lammps_cmd, kokkos=self.kokkos,
+                                      progress=self.progress)
             res.run_id = run_id
             for fr in res.frames:
                 fr.info["run"] = run_id

@@ -290,29 +290,13 @@ class ExploreMaker(Maker):
 
 def _explore_lammps(potential: str, atoms, protocol, run_id: str):
     """The same protocol as a LAMMPS deck (pace/extrapolation, optional KOKKOS) run with LAMMPS_CMD."""
-    from mlipflow.doctor import lammps_packages
-    from mlipflow.engines.lammps import render_lammps_deck, run_lammps, write_lammps_data
+    from mlipflow.engines.lammps import require_ace_lammps, run_ace_exploration
 
     exe = _settings().executables
-    version, packages, path = lammps_packages(exe.lammps_cmd)
-    if version is None or "ML-PACE" not in packages:
-        raise UserError(
-            f"explore.engine is 'lammps' but the configured LAMMPS ({path}) "
-            + ("was not found" if version is None else "has no ML-PACE package (pair_style pace/extrapolation)"),
-            "set executables.lammps_cmd to a LAMMPS built with -D PKG_ML-PACE=ON (see deploy/README.md), "
-            "or use explore.engine: ase")
-    if exe.lammps_kokkos and "KOKKOS" not in packages:
-        raise UserError(f"executables.lammps_kokkos is true but {path} has no KOKKOS package",
-                        "build LAMMPS with KOKKOS or set executables.lammps_kokkos: false")
+    require_ace_lammps(exe.lammps_cmd, exe.lammps_kokkos)  # before anything is loaded or written
     _, yaml_path, asi = ace_calculator(potential)
-    elements = sorted(set(atoms.get_chemical_symbols()))
-    wd = Path.cwd() / f"lammps_{run_id}"
-    wd.mkdir(parents=True, exist_ok=True)
-    write_lammps_data(atoms, wd / "data.lmp", elements)
-    deck = render_lammps_deck(protocol, "data.lmp", "ace", elements, potential="potential.yaml",
-                              asi="potential.asi", kokkos=exe.lammps_kokkos)
-    return run_lammps(deck, wd, cmd=exe.lammps_command(), elements=elements, protocol=protocol,
-                      files={"potential.yaml": yaml_path, "potential.asi": asi}, progress=False)
+    return run_ace_exploration(atoms, yaml_path, asi, protocol, Path.cwd() / f"lammps_{run_id}",
+                               cmd=exe.lammps_command(), kokkos=exe.lammps_kokkos)
 
 
 def _exploration_cache_get(h: str) -> dict | None:
