@@ -295,8 +295,12 @@ def _explore_lammps(potential: str, atoms, protocol, run_id: str):
     exe = _settings().executables
     require_ace_lammps(exe.lammps_cmd, exe.lammps_kokkos)  # before anything is loaded or written
     _, yaml_path, asi = ace_calculator(potential)
-    return run_ace_exploration(atoms, yaml_path, asi, protocol, Path.cwd() / f"lammps_{run_id}",
-                               cmd=exe.lammps_command(), kokkos=exe.lammps_kokkos)
+    res = run_ace_exploration(atoms, yaml_path, asi, protocol, Path.cwd() / f"lammps_{run_id}",
+                              cmd=exe.lammps_command(), kokkos=exe.lammps_kokkos)
+    res.run_id = run_id  # as the ASE engine: candidates carry the AL run id
+    for fr in res.frames:
+        fr.info["run"] = run_id
+    return res
 
 
 def _exploration_cache_get(h: str) -> dict | None:
