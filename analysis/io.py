@@ -16,7 +16,9 @@ Conventions of :class:`Frame`:
   the same atom in every frame;
 * ``symbols``: element symbols (from an explicit ``types`` map, an ``element`` column, the
   Masses section of a data file, or the file itself); ``types``: LAMMPS integer types when known;
-* ``images``: (N, 3) int image flags when the file has them (``ix iy iz``).
+* ``images``: (N, 3) int image flags when the file has them (``ix iy iz``);
+* ``per_atom``: every numeric column of a LAMMPS dump other than ``id``, ``type`` and the
+  positions used (e.g. ``f_pace_gamma``, ``c_pe``, ``q``, ``vx``), by column name, in atom-id order.
 
 Type maps (``types=``) may be ``{1: "Fe", 2: "Na"}``, a list ``["Fe", "Na"]`` (type i+1 -> item
 i), a string ``"1=Fe,2=Na"`` (what the CLI passes) or the path of a LAMMPS data file whose
@@ -71,6 +73,7 @@ class Frame:
     pbc: tuple[bool, bool, bool] = (True, True, True)
     unwrapped: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    per_atom: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_atoms(self) -> int:
@@ -108,8 +111,11 @@ class Frame:
         frac -= np.floor(frac)
         return self.origin + frac @ self.cell
 
-    def to_atoms(self):
-        """An :class:`ase.Atoms` (positions as stored, origin subtracted)."""
+    def to_atoms(self, per_atom: bool = False):
+        """An :class:`ase.Atoms` (positions as stored, origin subtracted).
+
+        ``per_atom``: also copy the extra dump columns (:attr:`per_atom`) into ``atoms.arrays``.
+        """
         from ase import Atoms
 
         if self.symbols is None:
@@ -119,6 +125,9 @@ class Frame:
                       pbc=self.pbc)
         if self.velocities is not None:
             atoms.set_velocities(self.velocities)
+        if per_atom:
+            for name, values in self.per_atom.items():
+                atoms.arrays[name] = np.array(values, dtype=float)
         return atoms
 
     @classmethod
@@ -361,8 +370,8 @@ def read_frame(path: str | os.PathLike, index: int = -1, **kwargs) -> Frame:
             return f
         raise UserError(f"{path} has fewer than {index + 1} frames")
     last = None
-    for last in iter_frames(path, **kwargs):
-        pass
+    for frame in iter_frames(path, **kwargs):
+        last = frame
     if last is None:
         raise UserError(f"{path} contains no frames", "check the file and --format")
     return last
@@ -451,10 +460,11 @@ def _parse_dump_atoms(path, lines, cols, n, cell, origin, pbc, step_, time_) -> 
                 elements = elements[order]
     else:
         ids = np.arange(1, n + 1)
-    for a, b, c, scaled, unwrapped in _POS_SETS:
+    for a, b, c, scaled, unwrapped in _POS_SETS:  # noqa: B007 - unwrapped is read after the loop
         if a in ci and b in ci and c in ci:
             xyz = data[:, [ci[a], ci[b], ci[c]]]
             positions = origin + xyz @ cell if scaled else np.ascontiguousarray(xyz)
+            pos_cols = (a, b, c)
             break
     else:
         raise UserError(f"{path}: the dump has no position columns (x y z, xs ys zs, xu yu zu or xsu ysu zsu)",
@@ -466,8 +476,13 @@ def _parse_dump_atoms(path, lines, cols, n, cell, origin, pbc, step_, time_) -> 
     for extra in ("q", "c_pe", "mass"):
         if extra in ci:
             info[extra] = data[:, ci[extra]].copy()
+    skip = {"id", "type", "element", "type_name", *pos_cols}
+    extra_idx = [i for i, c in enumerate(cols) if c not in skip]
+    block = data[:, extra_idx]  # one copy of the extra columns; the full row array is not kept
+    per_atom = {cols[i]: block[:, k] for k, i in enumerate(extra_idx)}
     return Frame(positions=positions, cell=cell, symbols=elements, types=types, ids=ids, step=step_, time=time_,
-                 images=images, velocities=vel, origin=origin, pbc=pbc, unwrapped=unwrapped, info=info)
+                 images=images, velocities=vel, origin=origin, pbc=pbc, unwrapped=unwrapped, info=info,
+                 per_atom=per_atom)
 
 
 def _parse_numbers(text: str, n: int, ncol: int) -> np.ndarray | None:

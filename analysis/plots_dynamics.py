@@ -33,7 +33,7 @@ def plot_msd(msd: MSDResult, diffusion: Mapping[str, DiffusionResult] | None, pa
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     t = msd.lag_ps[1:]
-    for k, (s, m) in enumerate(msd.msd.items()):
+    for s, m in msd.msd.items():
         line, = ax.loglog(t, m[1:], label=s, lw=1.4)
         if diffusion and s in diffusion:
             r = diffusion[s]

@@ -30,7 +30,7 @@ def cells(n: int, atoms: int, formula: str):
         from labeling_helpers import olivine
 
         out = []
-        for i in range(n):
+        for _ in range(n):
             s = olivine("Na", magmom=None) * (1, 2, 2)
             s.perturb(0.05)
             out.append(s)

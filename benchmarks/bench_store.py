@@ -20,7 +20,7 @@ import numpy as np
 def make_frames(n: int, atoms: int):
     from pymatgen.core import Lattice, Structure
 
-    from mlipflow.engines.datasets import make_frame
+    from mlipflow.engines.frames import make_frame
     from mlipflow.schemas import content_hash
 
     rng = np.random.default_rng(0)
@@ -45,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="mlipflow-bench-store-")
     os.environ["MLIPFLOW_HOME"] = home
-    from mlipflow.engines.datasets import frames_store, load_frames, save_frames
+    from mlipflow.engines.repository import frames_store, load_frames, save_frames
 
     t0 = time.perf_counter()
     frames = make_frames(args.n, args.atoms)

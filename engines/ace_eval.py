@@ -1,8 +1,8 @@
 """Errors of a potential on labeled data, and parity plots.
 
-``evaluate_potential(potential, data)`` works for ACE potentials (``.yaml`` B-basis or ``.yace``)
-through pyace's ``PyACECalculator`` and, when DeePMD-kit imports, for frozen DeePMD models
-(``.pth``/``.pb``). ``data`` is a pacemaker pickle (``*.pkl.gz``/``*.pckl.gzip``, a pandas
+``evaluate_potential(potential, data)`` works for every potential kind
+(:mod:`mlipflow.engines.potentials`: ACE ``.yaml``/``.yace``, frozen DeePMD ``.pth``/``.pb``, or a
+stored potential's reference). ``data`` is a pacemaker pickle (``*.pkl.gz``/``*.pckl.gzip``, a pandas
 DataFrame with ``ase_atoms``, ``forces`` and ``energy_corrected`` and/or ``energy``), an extxyz
 file, a DataFrame or a list of ``ase.Atoms`` carrying energies and forces.
 
@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mlipflow.errors import MissingDependencyError, UserError
+from mlipflow.errors import UserError
 from mlipflow.schemas.potentials import ErrorMetrics
 
 log = logging.getLogger(__name__)
@@ -148,40 +148,6 @@ def load_reference_energies(path: str | Path | None) -> dict[str, float] | None:
     return out
 
 
-# ----------------------------------------------------------------------------- calculators
-
-def calculator_for(potential: str | Path, active_set: str | Path | None = None):
-    """An ASE calculator for an ACE (.yaml/.yace) or DeePMD (.pth/.pb) potential file."""
-    p = Path(potential)
-    if not p.exists():
-        raise UserError(f"potential file {p} does not exist", "check the path")
-    suffix = p.suffix.lower()
-    if suffix in (".yaml", ".yml", ".yace", ".ace"):
-        try:
-            from pyace import PyACECalculator
-        except ImportError as exc:  # pragma: no cover - pyace is installed here
-            raise MissingDependencyError("pyace (python-ace)", "pip install python-ace==0.4.0rc1") from exc
-        try:
-            calc = PyACECalculator(str(p))
-        except Exception as exc:  # noqa: BLE001
-            raise UserError(f"{p} is not a valid ACE potential ({exc})",
-                            "give the output_potential.yaml (or .yace) written by pacemaker") from exc
-        if active_set is not None:
-            if suffix != ".yaml":
-                raise UserError("an active set needs the B-basis .yaml potential (a .yace cannot carry one)",
-                                "pass the .yaml file")
-            calc.set_active_set(str(active_set))
-        return calc
-    if suffix in (".pth", ".pb"):
-        try:
-            from deepmd.calculator import DP
-        except ImportError as exc:
-            raise MissingDependencyError("DeePMD-kit", "scripts/bootstrap.sh (builds deepmd-kit from source)") from exc
-        return DP(model=str(p))
-    raise UserError(f"unknown potential type {p.name}",
-                    "give an ACE .yaml/.yace file or a frozen DeePMD model (.pth/.pb)")
-
-
 # ----------------------------------------------------------------------------- metrics and plots
 
 def error_metrics(e_ref, e_pred, f_ref, f_pred, n_structures: int | None = None) -> ErrorMetrics:
@@ -253,12 +219,15 @@ def evaluate_calculator(calc, atoms_list: Sequence, energies, forces, kind: str 
     return ev
 
 
-def evaluate_potential(potential: str | Path, data: Any, reference_energies: dict[str, float] | None = None,
+def evaluate_potential(potential: Any, data: Any, reference_energies: dict[str, float] | None = None,
                        plot: str | Path | None = None, title: str | None = None,
                        progress: bool = False) -> Evaluation:
-    """Energy (per atom) and force-component errors of ``potential`` on ``data`` (+ parity plot)."""
+    """Energy (per atom) and force-component errors of ``potential`` (a file of any potential kind,
+    a PotentialRef or a stored PotentialDoc) on ``data`` (+ parity plot)."""
+    from mlipflow.engines.potentials import calculator
+
     atoms, energies, forces, kind = load_labeled(data, reference_energies)
-    calc = calculator_for(potential)
+    calc = calculator(potential)
     try:
         ev = evaluate_calculator(calc, atoms, energies, forces, kind=kind, progress=progress)
     except ValueError as exc:
@@ -270,7 +239,7 @@ def evaluate_potential(potential: str | Path, data: Any, reference_energies: dic
         ev.extra["note"] = ("no energy_corrected and no reference energies: total energies per atom "
                             "compared (a constant offset per element shows up as energy error)")
     if plot:
-        ev.plot = parity_plot(ev, plot, title or Path(str(potential)).name)
+        ev.plot = parity_plot(ev, plot, title or getattr(potential, 'label', None) or Path(str(potential)).name)
     return ev
 
 

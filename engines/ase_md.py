@@ -61,7 +61,7 @@ class MDResult:
         allv = [v for v in vals + col if v is not None and not math.isnan(v)]
         return max(allv) if allv else None
 
-    def to_doc(self, potential: str | None = None, include_frames: bool = True) -> MDRunDoc:
+    def to_doc(self, potential=None, include_frames: bool = True) -> MDRunDoc:
         from pymatgen.io.ase import AseAtomsAdaptor
 
         fa = self.final_atoms
@@ -78,7 +78,7 @@ class MDResult:
             termination_reason=self.termination_reason, thermo={k: list(map(_nan_none, v)) for k, v in self.thermo.items()},
             trajectory=frames_to_dict(self.frames) if include_frames else None,
             trajectory_path=self.trajectory_path, final_structure=final, wall_time_s=self.wall_time_s,
-            tags=[f"run:{self.run_id}"],
+            run_id=self.run_id,
         )
 
 
@@ -122,14 +122,13 @@ def frames_from_dict(d: dict[str, Any] | None) -> list[Atoms]:
     return out
 
 
-# ----------------------------------------------------------------------------- γ
+# ----------------------------------------------------------------------------- uncertainty
 
-def ace_max_gamma(atoms: Atoms) -> float | None:
-    """Max per-atom γ from the last calculation of a PyACECalculator with an active set, else None."""
+def results_max(atoms: Atoms, key: str = "gamma") -> float | None:
+    """Max of a per-atom quantity the attached calculator reported in ``results`` (ACE: γ), else None."""
     calc = atoms.calc
-    if calc is None or not getattr(calc, "is_active_set_configured", False):
-        return None
-    g = calc.results.get("gamma") if getattr(calc, "results", None) else None
+    results = getattr(calc, "results", None) if calc is not None else None
+    g = results.get(key) if results else None
     if g is None or len(g) == 0:
         return None
     return float(np.max(g))
@@ -196,13 +195,16 @@ def _init_velocities(atoms: Atoms, temperature_K: float, rng: np.random.Generato
 def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocities: bool = True,
                trajectory_path: str | Path | None = None, progress: bool = True,
                gamma_fn: Callable[[Atoms], float | None] | None = None, run_id: str | None = None,
-               max_force: float | None = 1e3) -> MDResult:
+               max_force: float | None = 1e3, on_dump: Callable[[Atoms, int], bool | None] | None = None,
+               dump_start: bool = False) -> MDResult:
     """Run ``protocol`` on a copy of ``atoms`` with ``calculator`` (see module docstring).
 
-    ``gamma_fn(atoms) -> max γ | None`` overrides the γ source (default: the ACE active set).
-    Frames in ``MDResult.frames`` carry ``info`` keys step, time_ps, temperature_K, target_T,
-    max_gamma and reason ('gamma' above gamma_lo, 'gamma_hi' at the stop, 'temperature',
-    'final').
+    ``gamma_fn(atoms) -> uncertainty | None`` is the uncertainty source (default: the per-atom
+    ``gamma`` an ACE calculator with an active set reports; :class:`AseEngine` passes the potential
+    kind's). Frames in ``MDResult.frames`` carry ``info`` keys step, time_ps, temperature_K,
+    target_T, max_gamma and reason ('gamma' above gamma_lo, 'gamma_hi' at the stop,
+    'temperature', 'final'). ``on_dump(atoms, step) -> stop?`` is called every ``dump_every``
+    steps (and at step 0 with ``dump_start``), with the calculator's results of that step.
     """
     from tqdm.auto import tqdm
 
@@ -210,7 +212,7 @@ def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocitie
     atoms.calc = calculator
     rng = np.random.default_rng(protocol.seed)
     result = MDResult(protocol=protocol, engine="ase", run_id=run_id or uuid.uuid4().hex[:12])
-    gamma_fn = gamma_fn or ace_max_gamma
+    gamma_fn = gamma_fn or results_max
     traj = None
     if trajectory_path:
         from ase.io import Trajectory
@@ -244,20 +246,30 @@ def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocitie
                        run=result.run_id)
         result.frames.append(fr)
 
+    def check_gamma(target_T) -> tuple[float | None, bool]:
+        """γ now: record it, keep the frame above gamma_lo, stop above gamma_hi."""
+        nonlocal last_gamma
+        g = gamma_fn(atoms)
+        if g is None:
+            return None, False
+        result.gamma_tracked = True
+        last_gamma = g
+        if protocol.gamma_hi is not None and g > protocol.gamma_hi:
+            keep("gamma_hi", target_T, g)
+            result.terminated = True
+            result.termination_reason = f"max gamma {g:.3g} > gamma_hi {protocol.gamma_hi} at step {step}"
+            return g, True
+        if step > 0 and protocol.gamma_lo is not None and g > protocol.gamma_lo:
+            keep("gamma", target_T, g)
+        return g, False
+
     try:
-        stop = False
         target_T = stages[0].t_start
-        # step 0: γ of the starting structure
-        atoms.get_potential_energy()
-        g0 = gamma_fn(atoms)
-        if g0 is not None:
-            result.gamma_tracked = True
-            last_gamma = g0
-            if protocol.gamma_hi is not None and g0 > protocol.gamma_hi:
-                keep("gamma_hi", target_T, g0)
-                result.terminated, stop = True, True
-                result.termination_reason = f"max gamma {g0:.3g} > {protocol.gamma_hi} at step 0"
+        atoms.get_potential_energy()  # step 0: uncertainty of the starting structure
+        _, stop = check_gamma(target_T)
         record_thermo(target_T)
+        if not stop and on_dump is not None and dump_start:
+            stop = bool(on_dump(atoms, step))
         for stage in stages:
             if stop:
                 break
@@ -285,17 +297,7 @@ def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocitie
                 bar.update(1)
                 g = None
                 if step % gamma_every == 0:
-                    g = gamma_fn(atoms)
-                    if g is not None:
-                        result.gamma_tracked = True
-                        last_gamma = g
-                        if protocol.gamma_hi is not None and g > protocol.gamma_hi:
-                            keep("gamma_hi", target_T, g)
-                            result.terminated, stop = True, True
-                            result.termination_reason = (
-                                f"max gamma {g:.3g} > gamma_hi {protocol.gamma_hi} at step {step}")
-                        elif protocol.gamma_lo is not None and g > protocol.gamma_lo:
-                            keep("gamma", target_T, g)
+                    g, stop = check_gamma(target_T)
                 if not stop and every_k and math.floor(prev_T / every_k + 1e-9) != math.floor(target_T / every_k + 1e-9):
                     keep("temperature", target_T, g if g is not None else gamma_fn(atoms))
                 if not stop and max_force is not None and step % gamma_every == 0:
@@ -305,8 +307,12 @@ def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocitie
                         result.termination_reason = f"unstable: force above {max_force} eV/Å at step {step}"
                 if step % protocol.thermo_every == 0 or stop:
                     record_thermo(target_T)
-                if traj is not None and step % protocol.dump_every == 0:
-                    traj.write(atoms)
+                if step % protocol.dump_every == 0:
+                    if traj is not None:
+                        traj.write(atoms)
+                    if not stop and on_dump is not None and on_dump(atoms, step):
+                        result.terminated, stop = True, True
+                        result.termination_reason = result.termination_reason or f"stopped by the caller at step {step}"
                 if stop:
                     break
         if not result.terminated:
@@ -359,3 +365,20 @@ def melt_quench_protocol(t_melt: float = 5000.0, melt_ps: float = 10.0, cooling_
         stages=[MDStage(ensemble="nvt", steps=melt_steps, t_start=t_melt, label="melt"),
                 MDStage(ensemble="nvt", steps=quench_steps, t_start=t_melt, t_end=t_final, label="quench")],
     )
+
+
+class AseEngine:
+    """The ``ase`` MD engine: the protocol with the potential kind's ASE calculator, in this process."""
+
+    name = "ase"
+
+    def preflight(self, kind, ref, protocol: MDProtocol) -> None:
+        if protocol.tracks_uncertainty and kind.uncertainty is None:
+            kind.require_uncertainty({})
+
+    def run(self, protocol: MDProtocol, atoms: Atoms, potential, workdir=None, *, run_id: str | None = None,
+            progress: bool = False, max_force: float | None = 1e3, **_: object) -> MDResult:
+        track = protocol.tracks_uncertainty
+        calc = potential.ase_calculator(uncertainty=track)
+        return run_ase_md(atoms, calc, protocol, run_id=run_id, progress=progress, max_force=max_force,
+                          gamma_fn=potential.uncertainty_of if track else (lambda _a: None))

@@ -1,13 +1,18 @@
 """Labelers: the reference calculators that turn structures into labeled frames.
 
-``get_labeler(spec, **overrides)`` knows these specs:
+``get_labeler(spec, **overrides)`` resolves a spec through :data:`mlipflow.registry.LABELERS`:
 
 * ``chgnet`` — CHGNet (weights ship in its package), the default embedded labeler;
-* ``emt`` — ASE's EMT (Cu, Al, Ni, Pd, Ag, Pt, Au; fast, for tests and demos);
+* ``emt`` — ASE's EMT (Cu, Al, Ni, Pd, Ag, Pt, Au; fast, for tests and demos); ``lj`` — ASE's
+  Lennard-Jones (tests);
 * ``vasp:nafepo4_ace`` / ``vasp:lixfepo4_dpa`` — VASP through atomate2 makers and custodian
-  with the named input sets of :mod:`mlipflow.engines.vasp`;
+  with the named input sets of :mod:`mlipflow.engines.vasp` (``<name>:<argument>`` goes to the
+  registered ``<name>`` factory);
 * ``module.path:ClassName`` — any ASE calculator by import path (``overrides`` are its
   keyword arguments).
+
+Every labeler offers the same three protocols: :meth:`Labeler.label` (static single points),
+:meth:`Labeler.relax` (relaxation trajectory frames) and :meth:`Labeler.md` (NVT MD frames).
 
 Every labeler checks the frame cache first (``frames`` collection, ``frame_id`` = content
 hash of structure + labeler name + settings), so the same structure with the same settings
@@ -18,7 +23,6 @@ with ``status='failed'`` and a ``failure_reason``: one bad frame never raises.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from importlib import metadata as importlib_metadata
@@ -26,27 +30,19 @@ from typing import Any
 
 import numpy as np
 
-from mlipflow.engines.datasets import (
+from mlipflow.engines.frames import (
     DEFAULT_FORCE_THRESHOLD,
     EV_A3_TO_GPA,
-    load_frames,
-    load_trajectory,
     make_frame,
-    save_frames,
-    save_trajectory,
     structure_key,
     to_structure,
 )
+from mlipflow.engines.repository import load_frames, save_frames
 from mlipflow.errors import MissingDependencyError, UserError
+from mlipflow.registry import LABELERS, import_object
 from mlipflow.schemas import FrameStatus, LabeledFrame, LabelerSpec, content_hash
 
 log = logging.getLogger(__name__)
-
-#: Built-in embedded labelers: name -> (calculator import path, default kwargs).
-EMBEDDED = {
-    "chgnet": ("chgnet.model.dynamics:CHGNetCalculator", {"use_device": "cpu"}),
-    "emt": ("ase.calculators.emt:EMT", {}),
-}
 
 #: Default side of the cubic box for isolated-atom reference energies (Å).
 ISOLATED_ATOM_BOX = 15.0
@@ -163,6 +159,31 @@ class Labeler:
         """NVT molecular dynamics with this labeler; a frame every ``every`` steps."""
         raise NotImplementedError
 
+    def relax(self, structure, every: int = 1, source: str = "relax", metadata: dict | None = None,
+              **kwargs: Any) -> list[LabeledFrame]:
+        """Relaxation with this labeler; every ``every``-th ionic step (and the last) becomes a frame."""
+        raise NotImplementedError
+
+    def trajectory(self, structure, protocol: str, parameters: dict[str, Any], compute) -> list[LabeledFrame]:
+        """Frames of a relaxation or MD run of ``structure``: cached by structure, labeler, settings,
+        protocol and parameters (:mod:`mlipflow.cache`), else ``compute()`` stored."""
+        from mlipflow import cache
+
+        if not self.use_cache:
+            return compute()
+
+        def encode(frames):
+            save_frames(frames)
+            return [f.frame_id for f in frames]
+
+        def decode(ids):
+            by_id = {f.frame_id: f for f in load_frames(ids)}
+            return [by_id[i] for i in ids if i in by_id]
+
+        key = [structure_key(to_structure(structure), with_magmom=self.uses_magmom), self.name,
+               self.hash_settings(), protocol, parameters]
+        return cache.get_or_compute("trajectory", key, compute, encode=encode, decode=decode)
+
     # ------------------------------------------------------------------ references
     def isolated_atom(self, element: str, box: float = ISOLATED_ATOM_BOX):
         """One atom of ``element`` in a (slightly orthorhombic, symmetry-breaking) large box."""
@@ -189,27 +210,6 @@ class Labeler:
 
 
 # ============================================================================ embedded (ASE)
-
-
-def import_object(path: str):
-    """``'package.module:Name'`` (or ``'package.module.Name'``) -> the object."""
-    if ":" in path:
-        mod_name, _, attr = path.partition(":")
-    else:
-        mod_name, _, attr = path.rpartition(".")
-    if not mod_name or not attr:
-        raise UserError(f"cannot import {path!r}", "name it as 'package.module:ClassName'")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ModuleNotFoundError as exc:
-        raise UserError(f"module {mod_name!r} not found ({exc})", "install it or fix the import path") from exc
-    try:
-        obj = mod
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError as exc:
-        raise UserError(f"{mod_name} has no {attr!r}", "check the class name") from exc
-    return obj
 
 
 def _dist_version(module_path: str) -> str | None:
@@ -293,6 +293,17 @@ class ASELabeler(Labeler):
                 out.append(make_frame(s, failure_reason=f"{type(exc).__name__}: {exc}", **common))
         return out
 
+    def _frame(self, atoms, common: dict[str, Any], failure: str | None = None) -> LabeledFrame:
+        """A frame from ``atoms`` with the attached calculator's current results (no recomputation)."""
+        snap = to_structure(atoms.copy())
+        common = {**common, "frame_id": self.frame_id(snap)}
+        if failure is None:
+            try:
+                return make_frame(snap, **self._results(atoms), **common)
+            except Exception as exc:  # noqa: BLE001 - a bad frame is data, not a crash
+                failure = f"{type(exc).__name__}: {exc}"
+        return make_frame(snap, failure_reason=failure, **common)
+
     def md(
         self,
         structure,
@@ -309,77 +320,139 @@ class ASELabeler(Labeler):
     ) -> list[LabeledFrame]:
         """Langevin NVT MD with this calculator ("AIMD" on a laptop); a frame every ``every`` steps.
 
-        Frames carry the calculator's results at that step (no recomputation), share a
-        ``trajectory_id`` (content hash of start structure, labeler and MD settings) and are
-        stored in the frame cache; re-running the same trajectory returns the stored frames.
-        The run stops at the first failed frame (exception, NaN, force above threshold).
+        Runs through the one ASE MD loop (:func:`mlipflow.engines.ase_md.run_ase_md`). Frames carry
+        the calculator's results at that step (no recomputation) and share a ``trajectory_id``; the
+        trajectory is cached (re-running the same one returns the stored frames). The run stops at
+        the first failed frame (exception, NaN, force above threshold).
         """
-        from ase import units
-        from ase.md.langevin import Langevin
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+        from mlipflow.engines.ase_md import run_ase_md
+        from mlipflow.schemas import MDProtocol, MDStage
 
         s0 = to_structure(structure)
         md_settings = {"ensemble": "nvt", "thermostat": "langevin", "temperature_K": float(temperature),
                        "steps": int(steps), "timestep_fs": float(timestep_fs), "every": int(every),
                        "seed": int(seed), "friction_per_fs": float(friction_per_fs), "include_start": include_start}
-        traj_id = content_hash(structure_key(s0), self.name, self.hash_settings(), md_settings)
-        if self.use_cache:
-            stored = load_trajectory(traj_id)
-            if stored:
-                log.info("%s MD: trajectory %s… from the cache (%d frames)", self.name, traj_id[:12], len(stored))
-                return stored
 
-        atoms = self._atoms(s0)
-        rng = np.random.default_rng(seed)
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-        Stationary(atoms)
-        dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature,
-                       friction=friction_per_fs / units.fs, rng=rng, fixcm=False)
-        meta = {**(metadata or {}), "temperature_K": float(temperature), "timestep_fs": float(timestep_fs)}
-        frames: list[LabeledFrame] = []
-        settings = {**self.settings, "md": md_settings}
+        def compute() -> list[LabeledFrame]:
+            from mlipflow.schemas.base import content_hash
 
-        def record(step: int, failure: str | None = None) -> LabeledFrame:
-            snap = to_structure(atoms.copy())
-            common = dict(frame_id=self.frame_id(snap), labeler=self.name, labeler_settings=settings, source=source,
-                          trajectory_id=traj_id, step=step, metadata={**meta, "time_fs": step * timestep_fs},
-                          force_threshold=self.force_threshold)
-            if failure is None:
-                try:  # results of this step are cached in the calculator: no recomputation
-                    f = make_frame(snap, **self._results(atoms), **common)
-                except Exception as exc:  # noqa: BLE001
-                    f = make_frame(snap, failure_reason=f"{type(exc).__name__}: {exc}", **common)
-            else:
-                f = make_frame(snap, failure_reason=failure, **common)
-            frames.append(f)
-            return f
+            traj_id = content_hash(structure_key(s0), self.name, self.hash_settings(), md_settings)
+            protocol = MDProtocol(name=f"{self.name}-md", timestep_fs=timestep_fs, thermostat="langevin",
+                                  tdamp_fs=1.0 / friction_per_fs, dump_every=every, thermo_every=max(every, 100),
+                                  gamma_every=every, seed=seed,
+                                  stages=[MDStage(ensemble="nvt", steps=steps, t_start=temperature)])
+            meta = {**(metadata or {}), "temperature_K": float(temperature), "timestep_fs": float(timestep_fs)}
+            settings = {**self.settings, "md": md_settings}
+            frames: list[LabeledFrame] = []
 
-        log.info("%s MD: %d steps × %g fs at %g K on %s (%d atoms), a frame every %d steps",
-                 self.name, steps, timestep_fs, temperature, s0.composition.reduced_formula, len(s0), every)
-        done = 0
-        chunks = list(range(0, steps, every))
-        try:
-            if include_start and record(0).status != FrameStatus.ok:
-                chunks = []
-            for start in _progress(chunks, len(chunks), f"MD {self.name} {temperature:g} K", progress):
-                dyn.run(min(every, steps - start))
-                done = min(start + every, steps)
-                if record(done).status != FrameStatus.ok:
-                    log.warning("%s MD stopped at step %d: %s", self.name, done, frames[-1].failure_reason)
-                    break
-        except Exception as exc:  # noqa: BLE001
-            record(done, failure=f"MD failed after step {done}: {type(exc).__name__}: {exc}")
-        if self.use_cache:
-            save_frames(frames)
-            save_trajectory(traj_id, [f.frame_id for f in frames], {"labeler": self.name, "md": md_settings})
-        return frames
+            def on_dump(atoms, step) -> bool:
+                common = dict(labeler=self.name, labeler_settings=settings, source=source, trajectory_id=traj_id,
+                              step=step, metadata={**meta, "time_fs": step * timestep_fs},
+                              force_threshold=self.force_threshold)
+                frames.append(self._frame(atoms, common))
+                if frames[-1].status != FrameStatus.ok:
+                    log.warning("%s MD stopped at step %d: %s", self.name, step, frames[-1].failure_reason)
+                    return True
+                return False
+
+            log.info("%s MD: %d steps × %g fs at %g K on %s (%d atoms), a frame every %d steps",
+                     self.name, steps, timestep_fs, temperature, s0.composition.reduced_formula, len(s0), every)
+            atoms = self._atoms(s0)
+            try:
+                run_ase_md(atoms, self.calculator, protocol, progress=progress, max_force=None, on_dump=on_dump,
+                           dump_start=include_start, gamma_fn=lambda _a: None)
+            except Exception as exc:  # noqa: BLE001
+                done = frames[-1].step if frames else 0
+                common = dict(labeler=self.name, labeler_settings=settings, source=source, trajectory_id=traj_id,
+                              step=done, metadata={**meta, "time_fs": done * timestep_fs},
+                              force_threshold=self.force_threshold)
+                frames.append(self._frame(atoms, common, failure=f"MD failed after step {done}: "
+                                                                 f"{type(exc).__name__}: {exc}"))
+            return frames
+
+        return self.trajectory(s0, "md", md_settings, compute)
+
+    def relax(self, structure, every: int = 1, source: str = "relax", metadata: dict | None = None,
+              fmax: float = 0.05, steps: int = 200, optimizer: str = "BFGS", **_ignored: Any) -> list[LabeledFrame]:
+        """ASE relaxation (positions; ``optimizer`` BFGS or FIRE) keeping every ``every``-th step and the last."""
+        from ase import optimize
+
+        s0 = to_structure(structure)
+        params = {"fmax": float(fmax), "steps": int(steps), "optimizer": optimizer, "every": int(every)}
+
+        def compute() -> list[LabeledFrame]:
+            from mlipflow.schemas.base import content_hash
+
+            traj_id = content_hash(structure_key(s0), self.name, self.hash_settings(), "relax", params)
+            atoms = self._atoms(s0)
+            opt = getattr(optimize, optimizer)(atoms, logfile=None)
+            frames: list[LabeledFrame] = []
+            settings = {**self.settings, "relax": params}
+
+            def common(step):
+                return dict(labeler=self.name, labeler_settings=settings, source=source, trajectory_id=traj_id,
+                            step=step, metadata=dict(metadata or {}), force_threshold=self.force_threshold)
+
+            step = 0
+            try:
+                for step, _ in enumerate(opt.irun(fmax=fmax, steps=steps)):
+                    if step % every == 0:
+                        frames.append(self._frame(atoms, common(step)))
+                        if frames[-1].status != FrameStatus.ok:
+                            return frames
+                if not frames or frames[-1].step != step:
+                    frames.append(self._frame(atoms, common(step)))
+            except Exception as exc:  # noqa: BLE001
+                frames.append(self._frame(atoms, common(step), failure=f"relaxation failed at step {step}: "
+                                                                        f"{type(exc).__name__}: {exc}"))
+            return frames
+
+        return self.trajectory(s0, "relax", params, compute)
 
 
 # ============================================================================ factory
 
 
+def ase_labeler(name: str, calculator: str, defaults: dict[str, Any] | None = None):
+    """A registry factory for an embedded labeler: ``LABELERS.register(name, ase_labeler(name, path))``."""
+
+    def factory(spec: str, **overrides: Any) -> ASELabeler:
+        options = {k: overrides.pop(k) for k in ("force_threshold", "reference_energies", "use_cache") if k in overrides}
+        return ASELabeler(name, calculator, {**(defaults or {}), **overrides}, **options)
+
+    return factory
+
+
+chgnet_labeler = ase_labeler("chgnet", "chgnet.model.dynamics:CHGNetCalculator", {"use_device": "cpu"})
+emt_labeler = ase_labeler("emt", "ase.calculators.emt:EMT")
+lj_labeler = ase_labeler("lj", "ase.calculators.lj:LennardJones")
+
+
+def labeler_name(spec: str) -> str:
+    """The registry entry a spec resolves to: ``chgnet`` -> chgnet, ``vasp:set`` -> vasp, ``module:Class`` -> ''."""
+    if spec in LABELERS:
+        return spec
+    head = spec.partition(":")[0]
+    return head if head in LABELERS else ""
+
+
+def check_labeler(spec: str) -> None:
+    """Raise the clear error for a spec that names no labeler (without importing calculators)."""
+    name = labeler_name(spec)
+    if name:
+        checker = getattr(LABELERS.get(name), "check", None)
+        if checker is not None:
+            checker(spec)
+        return
+    if ":" in spec:
+        import_object(spec)
+        return
+    LABELERS.check(spec)
+
+
 def get_labeler(spec: str | None = None, **overrides: Any) -> Labeler:
-    """Labeler from a spec: ``chgnet`` | ``emt`` | ``vasp:<input set>`` | ``module.path:ClassName``.
+    """Labeler from a spec: a registered name (``chgnet``, ``emt``, ``lj``), ``<name>:<argument>``
+    (``vasp:<input set>``) or an ASE calculator ``module.path:ClassName``.
 
     Options taken by every labeler: ``force_threshold`` (eV/Å, default 100; ``None`` = off),
     ``reference_energies`` ({element: eV} from the configuration), ``use_cache``.
@@ -390,24 +463,15 @@ def get_labeler(spec: str | None = None, **overrides: Any) -> Labeler:
 
     settings = get_settings()
     spec = spec or settings.default_labeler
-    options = {k: overrides.pop(k) for k in ("force_threshold", "reference_energies", "use_cache") if k in overrides}
     configured = (getattr(settings, "reference_energies", None) or {}).get(spec)  # {element: eV} for this labeler
-    if configured and "reference_energies" not in options:
-        options["reference_energies"] = dict(configured)
-    if spec in EMBEDDED:
-        path, defaults = EMBEDDED[spec]
-        return ASELabeler(spec, path, {**defaults, **overrides}, **options)
-    if spec.startswith("vasp:") or spec == "vasp":
-        from mlipflow.engines.vasp import INPUT_SETS, VaspLabeler
-
-        set_name = spec.partition(":")[2]
-        if set_name not in INPUT_SETS:
-            raise UserError(f"unknown VASP input set {set_name!r}", f"use one of: {', '.join('vasp:' + s for s in INPUT_SETS)}")
-        return VaspLabeler(set_name, **overrides, **options)
+    if configured and "reference_energies" not in overrides:
+        overrides["reference_energies"] = dict(configured)
+    name = labeler_name(spec)
+    if name:
+        return LABELERS.get(name)(spec, **overrides)
     if ":" in spec:
         import_object(spec)  # check it imports now: a clear error instead of N failed frames
+        options = {k: overrides.pop(k) for k in ("force_threshold", "reference_energies", "use_cache") if k in overrides}
         return ASELabeler(spec, spec, overrides, **options)
-    raise UserError(
-        f"unknown labeler {spec!r}",
-        "use chgnet, emt, vasp:nafepo4_ace, vasp:lixfepo4_dpa or an ASE calculator as 'package.module:ClassName'",
-    )
+    LABELERS.check(spec)
+    raise AssertionError("unreachable")

@@ -1,7 +1,10 @@
-"""The exploration protocol as a LAMMPS deck (ACE with γ tracking), run and parsed back.
+"""The ``lammps`` MD engine: an MDProtocol as a LAMMPS deck, run and parsed back.
 
+:class:`LammpsEngine` (registry name ``lammps``) takes the pair block from the potential kind
+(:mod:`mlipflow.engines.potentials`: ACE ``pace``/``pace/extrapolation`` (``/kk``), DeePMD
+``deepmd``, classical styles), checks that the configured LAMMPS has the packages it needs, and
 :func:`render_lammps_deck` renders the same :class:`~mlipflow.schemas.MDProtocol` that
-:func:`mlipflow.engines.ase_md.run_ase_md` runs:
+:func:`mlipflow.engines.ase_md.run_ase_md` runs. For ACE with γ tracking:
 
 * ``pair_style pace/extrapolation`` + ``pair_coeff * * pot.yaml pot.asi El1 El2 ...``
   (``pace/extrapolation/kk`` with ``kokkos=True``; run with ``-k on g 1 -sf kk``);
@@ -33,12 +36,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from ase import Atoms
 
 from mlipflow.engines.ase_md import THERMO_COLUMNS, MDResult
+
+if TYPE_CHECKING:
+    from mlipflow.engines.potentials import PairBlock
 from mlipflow.errors import UserError
 from mlipflow.schemas.md import MDProtocol
 
@@ -46,22 +52,19 @@ log = logging.getLogger(__name__)
 
 GAMMA_DUMP = "extrapolative_frames.dump"
 FINAL_DUMP = "final.dump"
-SNAPSHOT_DUMP = "snapshot_*.dump"  # LAMMPS puts the timestep for '*' 
+SNAPSHOT_DUMP = "snapshot_*.dump"  # LAMMPS puts the timestep for '*'
 
 
 @dataclass
 class GammaSource:
-    """Where the per-atom extrapolation grade comes from in the deck.
+    """Where the per-atom uncertainty comes from in the deck (a potential kind supplies it).
 
-    ``setup`` lines may use ``{every}`` (γ interval) and ``{pair}`` (the pair style name);
-    ``per_atom`` is the per-atom quantity reduced to ``c_max_pace_gamma`` and dumped.
+    ``setup`` lines may use ``{every}`` (the evaluation interval); ``per_atom`` is the per-atom
+    quantity reduced to ``c_max_pace_gamma`` and dumped.
     """
 
-    setup: list[str] = field(default_factory=lambda: ["fix pace_gamma all pair {every} {pair} gamma 1"])
+    setup: list[str] = field(default_factory=list)
     per_atom: str = "f_pace_gamma"
-
-
-ACE_GAMMA = GammaSource()
 
 
 def _masses(elements: Sequence[str]) -> list[float]:
@@ -100,26 +103,38 @@ def _ramp_segments(t_a: float, t_b: float, steps: int, every_k: float | None, ga
     return [(s, t_a + (t_b - t_a) * s / steps) for s in ends]
 
 
-def render_lammps_deck(protocol: MDProtocol, data_file: str, pair_block: str = "ace",
-                       elements: Sequence[str] = (), potential: str = "potential.yaml",
-                       asi: str = "potential.asi", kokkos: bool = False, atom_style: str = "atomic",
+def render_lammps_deck(protocol: MDProtocol, data_file: str, pair_block: str | Sequence[str] | PairBlock,
+                       elements: Sequence[str] = (), atom_style: str | None = None,
                        gamma_source: GammaSource | None = None, velocity_seed: int | None = None,
                        extra_setup: Sequence[str] = ()) -> str:
     """The LAMMPS input for ``protocol`` (see module docstring).
 
-    ``pair_block``: ``"ace"`` (pace/extrapolation with ``potential``/``asi``) or literal LAMMPS
-    lines defining the interaction (a classical stand-in). ``elements`` give the type order
-    of ``data_file`` (type 1 = elements[0], ...). Stage lengths are rounded up to multiples of
-    ``gamma_every`` (LAMMPS requires the γ fix to be current where γ is read).
+    ``pair_block``: the interaction, as a potential kind renders it
+    (:meth:`mlipflow.engines.potentials.Materialized.lammps_pair`, whose uncertainty source and
+    atom style are used) or literal LAMMPS lines. ``elements`` give the type order of
+    ``data_file`` (type 1 = elements[0], ...). With a ``gamma_source`` (the pair block's or the
+    argument) the uncertainty is evaluated every ``gamma_every`` steps, dumped above ``gamma_lo``
+    and halts the run above ``gamma_hi``; stage lengths are rounded up to multiples of
+    ``gamma_every`` (LAMMPS requires the fix to be current where it is read).
     """
+    from mlipflow.engines.potentials import PairBlock
+
+    if isinstance(pair_block, PairBlock):
+        gamma_source = gamma_source or pair_block.uncertainty
+        atom_style = atom_style or pair_block.atom_style
+        pair_lines = list(pair_block.lines)
+    elif isinstance(pair_block, str):
+        pair_lines = ["# interaction (pair block supplied by the caller)"] + pair_block.strip().splitlines()
+    else:
+        pair_lines = list(pair_block)
+    atom_style = atom_style or "atomic"
     if not elements:
         raise UserError("render_lammps_deck needs the element order of the data file", "pass elements=[...]")
     if not protocol.stages:
         raise UserError("the MD protocol has no stages", "add at least one MDStage")
     ge = max(1, int(protocol.gamma_every))
-    pair_name = "pace/extrapolation/kk" if kokkos else "pace/extrapolation"
-    track_gamma = pair_block == "ace" or gamma_source is not None
-    gs = gamma_source or ACE_GAMMA
+    track_gamma = gamma_source is not None
+    gs = gamma_source
     dt_ps = protocol.timestep_fs / 1000.0
     tdamp_ps = protocol.tdamp_fs / 1000.0
     pdamp_ps = protocol.pdamp_fs / 1000.0
@@ -136,18 +151,13 @@ def render_lammps_deck(protocol: MDProtocol, data_file: str, pair_block: str = "
     for i, (el, m) in enumerate(zip(elements, _masses(elements)), start=1):
         L.append(f"mass {i} {_fmt(m)}  # {el}")
     L.append("")
-    if pair_block == "ace":
-        L += ["# ACE with extrapolation grade (ML-PACE)",
-              f"pair_style {pair_name}",
-              f"pair_coeff * * {potential} {asi} {' '.join(elements)}"]
-    else:
-        L += ["# interaction (pair block supplied by the caller)"] + [ln.rstrip() for ln in pair_block.strip().splitlines()]
+    L += [ln.rstrip().replace("{every}", str(ge)) for ln in pair_lines]
     L += ["neighbor 2.0 bin", "neigh_modify every 1 delay 0 check yes", f"timestep {_fmt(dt_ps)}", ""]
     L += list(extra_setup)
     gamma_col = ""
     if track_gamma:
         L += ["# extrapolation grade: per-atom gamma every N steps, its maximum, dump and halt"]
-        L += [ln.format(every=ge, pair=pair_name) for ln in gs.setup]
+        L += [ln.format(every=ge) for ln in gs.setup]
         L += [f"compute max_pace_gamma all reduce max {gs.per_atom}",
               "variable max_pace_gamma equal c_max_pace_gamma"]
         gamma_col = " v_max_pace_gamma"
@@ -216,16 +226,25 @@ def render_lammps_deck(protocol: MDProtocol, data_file: str, pair_block: str = "
     return "\n".join(ln for ln in L if ln is not None) + "\n"
 
 
-def write_lammps_data(atoms: Atoms, path: str | Path, elements: Sequence[str], atom_style: str = "atomic") -> str:
-    """LAMMPS data file with type i = elements[i-1] (charges from ``atoms.get_initial_charges()``)."""
+def write_lammps_data(atoms: Atoms, path: str | Path, elements: Sequence[str] | None, atom_style: str = "atomic",
+                      masses: bool = False) -> str:
+    """LAMMPS data file (metal units) with type i = elements[i-1]; the one LAMMPS data writer.
+
+    ``atom_style``: ``atomic``, ``charge`` (charges from ``atoms.get_initial_charges()``) or
+    ``full``. ``masses``: also write a ``Masses`` section whose lines name the element
+    (``1 22.98976928 # Na``), which :func:`mlipflow.analysis.io.type_map_from_data` reads back;
+    without it the deck sets the masses (``mass i m``). ``elements`` None: ASE's order (by the
+    ``type`` array of atoms read from a data file, else alphabetical).
+    """
     from ase.io import write
 
-    missing = set(atoms.get_chemical_symbols()) - set(elements)
-    if missing:
-        raise UserError(f"structure has {sorted(missing)} not in the element order {list(elements)}",
-                        "pass all elements of the potential")
-    write(str(path), atoms, format="lammps-data", specorder=list(elements), atom_style=atom_style,
-          masses=False)
+    if elements is not None:
+        missing = set(atoms.get_chemical_symbols()) - set(elements)
+        if missing:
+            raise UserError(f"structure has {sorted(missing)} not in the element order {list(elements)}",
+                            "pass all elements of the potential")
+    write(str(path), atoms, format="lammps-data", specorder=list(elements) if elements is not None else None,
+          atom_style=atom_style, masses=masses, units="metal")
     return str(path)
 
 
@@ -378,48 +397,25 @@ def parse_thermo(log_text: str) -> dict[str, list[float]]:
 
 
 def read_dump_frames(path: str | Path, elements: Sequence[str]) -> list[Atoms]:
-    """Frames of a LAMMPS ``dump custom`` text file (id type x y z [extra]); extras in ``arrays``."""
+    """Frames of a LAMMPS ``dump custom`` text file (id type x y z [extra]); extras in ``arrays``.
+
+    A thin layer over :func:`mlipflow.analysis.io.iter_frames`: type i is ``elements[i-1]``,
+    atoms are sorted by id, positions are relative to the box origin (triclinic boxes included),
+    ``info["step"]`` is the timestep and every extra per-atom column (e.g. ``f_pace_gamma``) is
+    in ``atoms.arrays[column]``. A missing file gives no frames.
+    """
+    from dataclasses import replace
+
+    from mlipflow.analysis.io import iter_frames
+
     path = Path(path)
     if not path.exists():
         return []
     frames: list[Atoms] = []
-    lines = path.read_text().splitlines()
-    i = 0
-    while i < len(lines):
-        if lines[i].startswith("ITEM: TIMESTEP"):
-            step = int(lines[i + 1])
-            n = int(lines[i + 3])
-            bounds_hdr = lines[i + 4]
-            b = [list(map(float, lines[i + 5 + k].split())) for k in range(3)]
-            cols = lines[i + 8].split()[2:]
-            data = np.array([list(map(float, lines[i + 9 + k].split())) for k in range(n)]).reshape(n, len(cols))
-            if "xy" in bounds_hdr:
-                xlo_b, xhi_b, xy = b[0]
-                ylo_b, yhi_b, xz = b[1]
-                zlo, zhi, yz = b[2]
-                xlo = xlo_b - min(0.0, xy, xz, xy + xz)
-                xhi = xhi_b - max(0.0, xy, xz, xy + xz)
-                ylo = ylo_b - min(0.0, yz)
-                yhi = yhi_b - max(0.0, yz)
-                cell = [[xhi - xlo, 0, 0], [xy, yhi - ylo, 0], [xz, yz, zhi - zlo]]
-                origin = np.array([xlo, ylo, zlo])
-            else:
-                cell = np.diag([b[0][1] - b[0][0], b[1][1] - b[1][0], b[2][1] - b[2][0]])
-                origin = np.array([b[0][0], b[1][0], b[2][0]])
-            ci = {c: k for k, c in enumerate(cols)}
-            order = np.argsort(data[:, ci["id"]])
-            data = data[order]
-            types = data[:, ci["type"]].astype(int)
-            pos = data[:, [ci["x"], ci["y"], ci["z"]]] - origin
-            at = Atoms(symbols=[elements[t - 1] for t in types], positions=pos, cell=cell, pbc=True)
-            for c, k in ci.items():
-                if c not in ("id", "type", "x", "y", "z"):
-                    at.arrays[c] = data[:, k].copy()
-            at.info["step"] = step
-            frames.append(at)
-            i += 9 + n
-        else:
-            i += 1
+    for fr in iter_frames(path, format="lammps-dump", types=list(elements)):
+        at = replace(fr, velocities=None).to_atoms(per_atom=True)  # vx vy vz stay plain columns
+        at.info["step"] = fr.step
+        frames.append(at)
     return frames
 
 
@@ -478,39 +474,68 @@ def parse_lammps_run(workdir: str | Path, elements: Sequence[str], protocol: MDP
     return res
 
 
-def require_ace_lammps(cmd: str, kokkos: bool = False) -> None:
-    """Raise a clear UserError when the LAMMPS at ``cmd`` cannot run ACE exploration decks
-    (no ML-PACE for pace/extrapolation, or no KOKKOS when the KOKKOS variant is asked for)."""
+#: LAMMPS build flag of each package a deck may need.
+BUILD_FLAGS = {"ML-PACE": "-D PKG_ML-PACE=ON", "KOKKOS": "-D PKG_KOKKOS=ON -D Kokkos_ENABLE_CUDA=ON",
+               "KSPACE": "-D PKG_KSPACE=ON", "DEEPMD": "the DeePMD-kit LAMMPS plugin (plugin load libdeepmd_lmp.so)"}
+
+
+def require_lammps_packages(cmd: str, packages: Sequence[str]) -> None:
+    """Raise a clear UserError when the LAMMPS at ``cmd`` lacks one of ``packages`` (or is missing)."""
     from mlipflow.doctor import lammps_packages
 
-    version, packages, path = lammps_packages(cmd)
-    if version is None or "ML-PACE" not in packages:
-        raise UserError(
-            f"explore.engine is 'lammps' but the configured LAMMPS ({path}) "
-            + ("was not found" if version is None else "has no ML-PACE package (pair_style pace/extrapolation)"),
-            "set executables.lammps_cmd to a LAMMPS built with -D PKG_ML-PACE=ON (see deploy/README.md), "
-            "or use explore.engine: ase")
-    if kokkos and "KOKKOS" not in packages:
-        raise UserError(f"executables.lammps_kokkos is true but {path} has no KOKKOS package",
-                        "build LAMMPS with KOKKOS or set executables.lammps_kokkos: false")
+    if not packages:
+        return
+    version, have, path = lammps_packages(cmd)
+    if version is None:
+        raise UserError(f"the configured LAMMPS ({path}) was not found",
+                        "set executables.lammps_cmd (MLIPFLOW_EXECUTABLES__LAMMPS_CMD), or use the ase engine")
+    missing = [p for p in packages if p not in have]
+    if missing:
+        flags = "; ".join(f"{p}: {BUILD_FLAGS.get(p, '-D PKG_' + p + '=ON')}" for p in missing)
+        raise UserError(f"the configured LAMMPS ({path}) has no {', '.join(missing)} package, which this potential needs",
+                        f"set executables.lammps_cmd to a LAMMPS built with {flags} (see deploy/README.md), "
+                        "or use the ase engine")
 
 
-def run_ace_exploration(atoms: Atoms, potential_yaml: str, active_set: str, protocol: MDProtocol,
-                        workdir: str | Path, cmd: str | None = None, kokkos: bool = False,
-                        progress: bool = False) -> MDResult:
-    """The protocol as an ACE (pace/extrapolation) deck in ``workdir``, run and parsed back.
+class LammpsEngine:
+    """The ``lammps`` MD engine: the protocol as a deck with the potential kind's pair block, run with
+    the configured LAMMPS command (KOKKOS flags from settings) and parsed back."""
 
-    Types follow the potential's element order, so cells missing an element still map correctly.
-    """
-    from pyace import ACEBBasisSet
+    name = "lammps"
 
-    if not active_set:
-        raise UserError("LAMMPS exploration needs the active set (.asi)", "fit with compute_active_set=True")
-    elements = list(ACEBBasisSet(str(potential_yaml)).elements_name)
-    wd = Path(workdir)
-    wd.mkdir(parents=True, exist_ok=True)
-    write_lammps_data(atoms, wd / "structure.data", elements)
-    deck = render_lammps_deck(protocol, "structure.data", "ace", elements, potential="potential.yaml",
-                              asi="potential.asi", kokkos=kokkos)
-    return run_lammps(deck, wd, cmd=cmd, elements=elements, protocol=protocol,
-                      files={"potential.yaml": potential_yaml, "potential.asi": active_set}, progress=progress)
+    def preflight(self, kind, ref, protocol: MDProtocol) -> None:
+        """Fail before anything is loaded or written when this LAMMPS cannot run the deck."""
+        from mlipflow.settings import get_settings
+
+        exe = get_settings().executables
+        require_lammps_packages(exe.lammps_cmd, kind.lammps_packages(ref, kokkos=exe.lammps_kokkos))
+
+    def prepare(self, protocol: MDProtocol, atoms: Atoms, potential, workdir: str | Path) -> tuple[str, list[str]]:
+        """Write ``structure.data``, ``in.lammps`` and the potential's files into ``workdir``; (deck, elements)."""
+        from mlipflow.settings import get_settings
+
+        exe = get_settings().executables
+        elements = potential.elements or sorted(set(atoms.get_chemical_symbols()))
+        pair = potential.lammps_pair(elements, kokkos=exe.lammps_kokkos, uncertainty=protocol.tracks_uncertainty)
+        wd = Path(workdir)
+        wd.mkdir(parents=True, exist_ok=True)
+        write_lammps_data(atoms, wd / "structure.data", elements, atom_style=pair.atom_style)
+        for name, src in pair.files.items():
+            (wd / name).write_bytes(Path(src).read_bytes())
+        deck = render_lammps_deck(protocol, "structure.data", pair, elements)
+        (wd / "in.lammps").write_text(deck)
+        return deck, elements
+
+    def run(self, protocol: MDProtocol, atoms: Atoms, potential, workdir: str | Path, *, run_id: str | None = None,
+            progress: bool = False, **_: object) -> MDResult:
+        from mlipflow.settings import get_settings
+
+        exe = get_settings().executables
+        deck, elements = self.prepare(protocol, atoms, potential, workdir)
+        res = run_lammps(deck, workdir, cmd=exe.lammps_command(), elements=elements, protocol=protocol,
+                         progress=progress)
+        if run_id:
+            res.run_id = run_id
+            for fr in res.frames:
+                fr.info["run"] = run_id
+        return res

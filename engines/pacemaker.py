@@ -6,8 +6,8 @@
 * :func:`fit_ace` runs the real ``pacemaker`` CLI in ``workdir`` (subprocess, one thread,
   log streamed to ``workdir/pacemaker.log`` with a progress bar), then ``pace_yaml2yace``
   and ``pace_activeset``, computes train/test errors with ``PyACECalculator`` and draws
-  parity plots. A finished fit with the same input hash (data content + settings + warm
-  start) in ``workdir`` is reused instead of refitting.
+  parity plots. ``workdir`` is a :mod:`mlipflow.cache` directory entry: a finished fit with the
+  same input hash (data content + settings + warm start) is reused instead of refitting.
 * :func:`potential_doc` turns a :class:`FitResult` into a :class:`~mlipflow.schemas.PotentialDoc`
   with the files as blobs (text as-is, the binary ``.asi`` as base64 under ``<name>.b64``).
 """
@@ -338,17 +338,8 @@ def _elements_of(df) -> list[str]:
     return sorted(els)
 
 
-def _load_cached(workdir: Path, input_hash: str) -> FitResult | None:
-    path = workdir / RESULT_FILE
-    if not path.exists():
-        return None
-    try:
-        res = FitResult.model_validate_json(path.read_text())
-    except Exception:  # noqa: BLE001 - a corrupt record means: refit
-        return None
-    needed = [res.potential_yaml] + ([res.active_set] if res.active_set else [])
-    if res.input_hash != input_hash or not all(Path(p).exists() for p in needed):
-        return None
+def _load_result(workdir: Path) -> FitResult:
+    res = FitResult.model_validate_json((workdir / RESULT_FILE).read_text())
     res.cached = True
     return res
 
@@ -372,10 +363,13 @@ def fit_ace(train_pickle: str | Path, test_pickle: str | Path | None, settings: 
             cmd: str | None = None, force: bool = False) -> FitResult:
     """Fit an ACE potential with the real pacemaker in ``workdir``.
 
-    Skipped (the earlier :class:`FitResult` is returned with ``cached=True``) when ``workdir``
-    holds a finished fit with the same input hash. Raises :class:`UserError` for bad input and
+    ``workdir`` is a directory entry of :mod:`mlipflow.cache`: when it holds a finished fit with
+    the same input hash (its completion marker), the earlier :class:`FitResult` is returned with
+    ``cached=True``; a fit killed half-way is redone. Raises :class:`UserError` for bad input and
     pacemaker's known failure modes, ``RuntimeError`` for anything else (with the log tail).
     """
+    from mlipflow import cache
+
     settings = settings or AceFitSettings()
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -385,11 +379,15 @@ def fit_ace(train_pickle: str | Path, test_pickle: str | Path | None, settings: 
         if p is not None and not p.exists():
             raise UserError(f"{p} does not exist", "check the path")
     input_hash = fit_input_hash(train_pickle, test_pickle, settings, warm_start)
-    if not force:
-        cached = _load_cached(workdir, input_hash)
-        if cached is not None:
-            log.info("pacemaker fit in %s is up to date (input hash %s): reused", workdir, input_hash[:12])
-            return cached
+    if force:
+        (workdir / cache.MARKER).unlink(missing_ok=True)
+    return cache.directory(workdir, input_hash, kind="ace-fit", clear=False, load=_load_result,
+                           build=lambda wd: _fit(train_pickle, test_pickle, settings, wd, warm_start, progress, cmd,
+                                                 input_hash))
+
+
+def _fit(train_pickle: Path, test_pickle: Path | None, settings: AceFitSettings, workdir: Path,
+         warm_start: str | Path | None, progress: bool, cmd: str | None, input_hash: str) -> FitResult:
     _check_numpy()
 
     train_df = _read_df(train_pickle)
@@ -501,10 +499,11 @@ def _settings_cmd() -> str:
 def _metrics(result: FitResult, train_df, test_pickle: Path | None, settings: AceFitSettings,
              progress: bool) -> None:
     """Train/test errors with PyACECalculator on the final potential, and parity plots."""
-    from mlipflow.engines.ace_eval import calculator_for, evaluate_calculator, load_labeled, parity_plot
+    from mlipflow.engines.ace_eval import evaluate_calculator, load_labeled, parity_plot
+    from mlipflow.engines.potentials import calculator
 
     refs = settings.reference_energy if isinstance(settings.reference_energy, dict) else None
-    calc = calculator_for(result.potential_yaml)
+    calc = calculator(result.potential_yaml)
     wd = Path(result.workdir)
     sets = [("train", train_df)]
     if test_pickle:
@@ -531,43 +530,29 @@ def _blob(path: Path) -> tuple[str, str]:
         return path.name + ".b64", base64.b64encode(raw).decode("ascii")
 
 
-def potential_doc(result: FitResult, name: str = "", dataset: str | None = None,
-                  warm_start_from: str | None = None, include_files: bool = True) -> PotentialDoc:
-    """A :class:`PotentialDoc` with the fitted files as blobs (the .asi base64-encoded)."""
+def potential_doc(result: FitResult, name: str = "", dataset=None, warm_start_from=None,
+                  include_files: bool = True) -> PotentialDoc:
+    """A :class:`PotentialDoc` with the fitted files as blobs (the .asi base64-encoded), each with
+    its role (model, yace, active_set, input) so that :func:`mlipflow.engines.potentials.materialize`
+    writes them back under canonical names."""
     files: dict[str, str] = {}
     paths: dict[str, str] = {}
-    for key, p in (("yaml", result.potential_yaml), ("yace", result.potential_yace), ("asi", result.active_set)):
+    roles: dict[str, str] = {}
+    input_yaml = Path(result.workdir) / "input.yaml"
+    for role, p in (("model", result.potential_yaml), ("yace", result.potential_yace), ("active_set", result.active_set),
+                    ("input", str(input_yaml))):
         if p and Path(p).exists():
-            paths[key] = str(p)
+            paths[role] = str(p)
             if include_files:
                 fname, content = _blob(Path(p))
                 files[fname] = content
-    input_yaml = Path(result.workdir) / "input.yaml"
-    if include_files and input_yaml.exists():
-        files["input.yaml"] = input_yaml.read_text()
+                roles[role] = fname
     return PotentialDoc(
         kind="ace", name=name, elements=result.elements, cutoff=result.cutoff, dataset=dataset,
         fit_settings=result.input_yaml, train_metrics=result.train_metrics, test_metrics=result.test_metrics,
-        files=files, paths=paths, has_active_set=bool(result.active_set), warm_start_from=warm_start_from,
+        files=files, roles=roles, paths=paths, has_active_set=bool(result.active_set), warm_start_from=warm_start_from,
         fit_time_s=result.fit_time_s, plots=dict(result.plots), input_hash=result.input_hash,
     )
-
-
-def write_potential_files(doc: PotentialDoc | dict, directory: str | Path) -> dict[str, str]:
-    """Write a PotentialDoc's blobs back to ``directory`` (decoding ``*.b64``); name -> path."""
-    files = doc.files if isinstance(doc, PotentialDoc) else doc.get("files", {})
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for name, content in files.items():
-        if name.endswith(".b64"):
-            target = directory / name[:-4]
-            target.write_bytes(base64.b64decode(content))
-        else:
-            target = directory / name
-            target.write_text(content)
-        out[target.name] = str(target)
-    return out
 
 
 def result_summary(result: FitResult) -> dict[str, Any]:

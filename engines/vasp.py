@@ -30,12 +30,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mlipflow.engines.datasets import (
+from mlipflow.engines.frames import (
     DEFAULT_FORCE_THRESHOLD,
-    load_trajectory,
     make_frame,
-    save_frames,
-    save_trajectory,
     structure_key,
     to_structure,
 )
@@ -558,21 +555,13 @@ class VaspLabeler(Labeler):
             out.append(frames[-1])
         return out
 
-    def relax(self, structure, every: int = 1, source: str = "relax", metadata: dict | None = None) -> list[LabeledFrame]:
+    def relax(self, structure, every: int = 1, source: str = "relax", metadata: dict | None = None,
+              **_ignored: Any) -> list[LabeledFrame]:
         """RelaxMaker run; every ``every``-th ionic step (and the last) becomes a frame."""
         s = to_structure(structure)
         traj = content_hash(structure_key(s, True), self.name, self.hash_settings(), "relax", every)
-        if self.use_cache and (stored := load_trajectory(traj)):
-            return stored
-        frames = self._run(s, "relax", f"relax-{traj[:16]}", every=every, source=source, metadata=metadata,
-                           trajectory_id=traj)
-        self._store_trajectory(traj, frames)
-        return frames
-
-    def _store_trajectory(self, traj: str, frames: list[LabeledFrame]) -> None:
-        if self.use_cache:
-            save_frames(frames)
-            save_trajectory(traj, [f.frame_id for f in frames], {"labeler": self.name})
+        return self.trajectory(s, "relax", {"every": every}, lambda: self._run(
+            s, "relax", f"relax-{traj[:16]}", every=every, source=source, metadata=metadata, trajectory_id=traj))
 
     def md(self, structure, temperature: float | None = None, steps: int | None = None,
            timestep_fs: float | None = None, every: int | None = None, source: str = "aimd",
@@ -586,16 +575,16 @@ class VaspLabeler(Labeler):
         s = to_structure(structure)
         md = {"temperature": temperature, "steps": steps, "timestep_fs": timestep_fs, "every": every}
         traj = content_hash(structure_key(s, True), self.name, self.hash_settings(), md)
-        if self.use_cache and (stored := load_trajectory(traj)):
-            return stored
-        frames = self._run(s, "md", f"md-{traj[:16]}", maker_kwargs={"temperature": temperature, "steps": steps,
-                                                                      "timestep_fs": timestep_fs},
-                           every=every, source=source, metadata={**(metadata or {}), "temperature_K": temperature,
-                                                                 "timestep_fs": timestep_fs},
-                           trajectory_id=traj)
-        frames = [f for f in frames if f.step is None or f.step % every == 0 or f.status != FrameStatus.ok] or frames
-        self._store_trajectory(traj, frames)
-        return frames
+
+        def compute() -> list[LabeledFrame]:
+            frames = self._run(s, "md", f"md-{traj[:16]}", maker_kwargs={"temperature": temperature, "steps": steps,
+                                                                          "timestep_fs": timestep_fs},
+                               every=every, source=source, metadata={**(metadata or {}), "temperature_K": temperature,
+                                                                     "timestep_fs": timestep_fs},
+                               trajectory_id=traj)
+            return [f for f in frames if f.step is None or f.step % every == 0 or f.status != FrameStatus.ok] or frames
+
+        return self.trajectory(s, "md", md, compute)
 
     def isolated_atom(self, element: str, box: float = ISOLATED_ATOM_BOX):
         """Spin-polarized free atom (Hund's-rule initial moment) in a symmetry-breaking box."""
@@ -608,3 +597,20 @@ def _gamma_only():
     from pymatgen.io.vasp import Kpoints
 
     return Kpoints.gamma_automatic((1, 1, 1))
+
+
+def _check_vasp_spec(spec: str) -> None:
+    set_name = spec.partition(":")[2]
+    if set_name not in INPUT_SETS:
+        from mlipflow.errors import UserError
+
+        raise UserError(f"unknown VASP input set {set_name!r}", f"use one of: {', '.join('vasp:' + s for s in INPUT_SETS)}")
+
+
+def vasp_labeler(spec: str, **overrides: Any) -> VaspLabeler:
+    """Registry factory for ``vasp:<input set>``."""
+    _check_vasp_spec(spec)
+    return VaspLabeler(spec.partition(":")[2], **overrides)
+
+
+vasp_labeler.check = _check_vasp_spec  # type: ignore[attr-defined]

@@ -117,7 +117,6 @@ def random_pack(
             "lower the density (or raise the cell volume) or the minimum distance",
         )
     rc = float(rmin.max())
-    inv = np.linalg.inv(lat)
     orthogonal = np.allclose(lat - np.diag(np.diag(lat)), 0.0)
 
     # bins: perpendicular widths / rc

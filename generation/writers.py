@@ -1,10 +1,11 @@
 """Structure writers: extended XYZ, POSCAR and LAMMPS data (atomic / charge styles).
 
-ASE writes extxyz and LAMMPS data (with a ``Masses`` section whose lines carry the element as
-a comment); pymatgen writes POSCAR. Site properties travel where the format allows: extxyz
-gets per-atom ``oxidation_state``, ``initial_magmoms`` and ``initial_charges`` arrays plus the
-scalar entries of ``info``; LAMMPS ``charge`` style takes the formal oxidation states as
-charges unless other charges are given.
+ASE writes extxyz; LAMMPS data goes through :func:`mlipflow.engines.lammps.write_lammps_data`
+(with a ``Masses`` section whose lines carry the element as a comment); pymatgen writes
+POSCAR. Site properties travel where the format allows: extxyz gets per-atom
+``oxidation_state``, ``initial_magmoms`` and ``initial_charges`` arrays plus the scalar
+entries of ``info``; LAMMPS ``charge`` style takes the formal oxidation states as charges
+unless other charges are given.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def write_structure(
         # POSCAR needs the species grouped; keep the first-appearance order
         Poscar(structure, comment=comment, sort_structure=False).write_file(path)
     elif fmt == "lammps":
-        from ase.io.lammpsdata import write_lammps_data
+        from mlipflow.engines.lammps import write_lammps_data
 
         if lammps_style not in ("atomic", "charge"):
             raise UserError(f"unsupported LAMMPS atom style {lammps_style!r}", "use atomic or charge")
@@ -98,8 +99,7 @@ def write_structure(
         missing = sorted(set(atoms.get_chemical_symbols()) - set(order))
         if missing:
             raise UserError(f"specorder lacks {', '.join(missing)}", "list every element in the type order")
-        with open(path, "w") as fd:
-            write_lammps_data(fd, atoms, specorder=order, masses=True, atom_style=lammps_style, units="metal")
+        write_lammps_data(atoms, path, order, atom_style=lammps_style, masses=True)
     else:
         raise UserError(f"unknown structure format {fmt!r}", "use extxyz, poscar or lammps")
     return path

@@ -1,212 +1,183 @@
-"""jobflow makers for ACE: fit (pacemaker), explore (ASE or LAMMPS, γ-tracked), select (MaxVol).
+"""jobflow makers for ACE: fit (pacemaker) and select (MaxVol D-optimality).
 
-Thin wrappers around :mod:`mlipflow.engines.pacemaker`, :mod:`mlipflow.engines.ase_md`,
-:mod:`mlipflow.engines.lammps` and :mod:`mlipflow.engines.selection`; large fields go to the
-job store's ``data`` blob store.
+Thin, configured wrappers around :mod:`mlipflow.engines.pacemaker` and
+:mod:`mlipflow.engines.selection`. Potentials travel as :class:`~mlipflow.schemas.PotentialRef`;
+their files are written on each node by :func:`mlipflow.engines.potentials.materialize`. Fits are
+cached in :mod:`mlipflow.cache` by data content, settings and warm start. Exploration MD of any
+potential kind is :class:`mlipflow.makers.md.MDMaker`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 from jobflow import Maker, job
 
 from mlipflow.engines.pacemaker import AceFitSettings
 from mlipflow.errors import UserError
-from mlipflow.schemas.md import MDProtocol, MDRunDoc
-from mlipflow.schemas.potentials import PotentialDoc
+from mlipflow.schemas import DatasetDoc, DatasetRef, MDRunDoc, PotentialDoc, PotentialRef
+
+log = logging.getLogger(__name__)
+
+FIT_PRESETS = ("paper", "mini", "tiny")
 
 
-def _scratch(*parts: str) -> Path:
-    from mlipflow.settings import get_settings
-
-    p = Path(get_settings().scratch_dir).expanduser().joinpath(*parts)
-    p.mkdir(parents=True, exist_ok=True)
-    return p
-
-
-def materialize_potential(potential: PotentialDoc | dict | str | Path | Sequence[str],
-                          directory: str | Path | None = None) -> tuple[str, str | None]:
-    """(yaml path, asi path or None) of a potential given as a PotentialDoc (files as blobs or
-    paths on disk), a dict of one, a .yaml path, or a (yaml, asi) pair."""
-    from mlipflow.engines.pacemaker import write_potential_files
-
-    if isinstance(potential, (str, Path)):
-        y = Path(potential)
-        asi = y.with_suffix(".asi")
-        return str(y), str(asi) if asi.exists() else None
-    if isinstance(potential, (list, tuple)):
-        return str(potential[0]), (str(potential[1]) if len(potential) > 1 and potential[1] else None)
-    doc = potential.model_dump() if isinstance(potential, PotentialDoc) else dict(potential)
-    files = doc.get("files") or {}
-    if files:
-        key = doc.get("input_hash") or hashlib.sha256(str(sorted(files)).encode()).hexdigest()
-        directory = Path(directory) if directory else _scratch("potentials", str(key)[:16])
-        written = write_potential_files(doc, directory)
-        yaml = next((p for n, p in written.items() if n.endswith(".yaml") and n != "input.yaml"), None)
-        asi = next((p for n, p in written.items() if n.endswith(".asi")), None)
-        if yaml:
-            return yaml, asi
-    paths = doc.get("paths") or {}
-    if paths.get("yaml") and Path(paths["yaml"]).exists():
-        asi = paths.get("asi")
-        return paths["yaml"], asi if asi and Path(asi).exists() else None
-    raise UserError("the potential document carries neither files nor existing paths",
-                    "pass the PotentialDoc produced by AceFitMaker (with its blobs loaded)")
+def fit_settings(fit: dict[str, Any] | AceFitSettings | None) -> AceFitSettings:
+    """AceFitSettings from a campaign's ``fit`` mapping (``preset``: paper|mini|tiny plus overrides)."""
+    if isinstance(fit, AceFitSettings):
+        return fit
+    fit = dict(fit or {})
+    preset = fit.pop("preset", "paper")
+    if preset not in FIT_PRESETS:
+        raise UserError(f"unknown fit preset {preset!r}", f"use one of {', '.join(FIT_PRESETS)}")
+    return getattr(AceFitSettings, preset)(**fit)
 
 
-def to_atoms(structure: Any):
-    """ase.Atoms from Atoms, a pymatgen Structure or its dict."""
-    from ase import Atoms
+def export_split(dataset: DatasetRef, directory: Path) -> tuple[Path, Path | None, DatasetDoc]:
+    """Write a stored dataset version's train/test splits as pacemaker pickles into ``directory``."""
+    from mlipflow.engines.dataset_io import export_pacemaker
+    from mlipflow.engines.repository import load_dataset
 
-    if isinstance(structure, Atoms):
-        return structure.copy()
-    from pymatgen.core import Structure
-    from pymatgen.io.ase import AseAtomsAdaptor
+    doc, frames = load_dataset(dataset.name, dataset.version)
+    by_id = {f.frame_id: f for f in frames}
+    refs = doc.reference_energies or None
+    train = export_pacemaker([by_id[i] for i in doc.train_ids if i in by_id], directory / "train.pkl.gz", refs)
+    test = (export_pacemaker([by_id[i] for i in doc.test_ids if i in by_id], directory / "test.pkl.gz", refs)
+            if doc.test_ids else None)
+    return train, test, doc
 
-    if isinstance(structure, dict):
-        structure = Structure.from_dict(structure)
-    at = AseAtomsAdaptor.get_atoms(structure)
-    at.calc = None
-    for key in list(at.arrays):
-        if key not in ("numbers", "positions"):
-            del at.arrays[key]
-    return at
+
+def current_job_uuid() -> str | None:
+    from jobflow import CURRENT_JOB
+
+    return getattr(getattr(CURRENT_JOB, "job", None), "uuid", None)
 
 
 @dataclass
 class AceFitMaker(Maker):
-    """Fit an ACE potential with pacemaker; returns a :class:`PotentialDoc` (files as blobs).
+    """Fit an ACE potential with pacemaker; returns a :class:`PotentialDoc` (files as blobs) whose
+    ``ref`` later jobs use.
 
-    The work directory defaults to ``<scratch>/ace_fits/<input hash>``, so rerunning the same
-    data + settings (+ warm start) reuses the finished fit instead of refitting.
+    ``dataset`` is a stored dataset version (its train/test splits are exported) or a pacemaker
+    pickle path (with ``test_pickle``). With ``warm_start`` the fit continues from that potential;
+    when the dataset is the one the warm-start potential was fitted on (no new labels), no fit runs
+    and the warm-start potential is returned (``reused_from`` set). The warm-start potential's
+    errors on the new test set are recorded too (``warm_start_test_metrics``: the previous
+    potential on the same test set, for the improvement rule).
+    The work directory is the cache entry of the fit's input hash (or ``workdir``).
     """
 
-    name: str = "ace fit"
+    name: str = "fit"
     settings: AceFitSettings = field(default_factory=AceFitSettings)
     workdir: str | None = None
     potential_name: str = ""
-    progress: bool = True
+    progress: bool = False
 
     @job(data=["files"])
-    def make(self, train_pickle: str, test_pickle: str | None = None,
-             warm_start: PotentialDoc | dict | str | None = None, dataset: str | None = None) -> PotentialDoc:
+    def make(self, dataset: DatasetRef | DatasetDoc | dict | str, warm_start: PotentialRef | None = None,
+             test_pickle: str | None = None, campaign: str | None = None) -> PotentialDoc:
+        import tempfile
+
+        from mlipflow import cache
         from mlipflow.engines.pacemaker import fit_ace, fit_input_hash, potential_doc
+        from mlipflow.engines.potentials import load_potential_doc, materialize
 
         settings = self.settings if isinstance(self.settings, AceFitSettings) else AceFitSettings(**self.settings)
-        warm_path, warm_hash = None, None
-        if warm_start is not None:
-            warm_path, _ = materialize_potential(warm_start)
-            warm_hash = warm_start.get("input_hash") if isinstance(warm_start, dict) else getattr(
-                warm_start, "input_hash", None)
-        key = fit_input_hash(train_pickle, test_pickle, settings, warm_path)
-        workdir = Path(self.workdir) if self.workdir else _scratch("ace_fits", key[:16])
-        result = fit_ace(train_pickle, test_pickle, settings, workdir, warm_start=warm_path, progress=self.progress)
-        return potential_doc(result, name=self.potential_name, dataset=dataset, warm_start_from=warm_hash)
+        warm = PotentialRef.coerce(warm_start) if warm_start is not None else None
+        ds_ref = None if isinstance(dataset, (str, Path)) else DatasetRef.coerce(dataset)
+        if warm is not None and ds_ref is not None and warm.uuid:
+            prev = load_potential_doc(warm)
+            if prev.dataset is not None and (prev.dataset.name, prev.dataset.version) == (ds_ref.name, ds_ref.version):
+                log.info("fit: no new labels since potential %s; keeping it", warm.label)
+                return prev.model_copy(update={"reused_from": warm, "ref": warm})
+        with tempfile.TemporaryDirectory(prefix="mlipflow-export-") as tmp:
+            if ds_ref is not None:
+                train, test, _ = export_split(ds_ref, Path(tmp))
+            else:
+                train, test = Path(dataset), Path(test_pickle) if test_pickle else None
+            warm_files = materialize(warm) if warm is not None else None
+            warm_yaml = warm_files.path("model") if warm_files else None
+            key = fit_input_hash(train, test, settings, warm_yaml)
+            workdir = Path(self.workdir) if self.workdir else cache.entry_path("ace-fit", [key])
+            result = fit_ace(train, test, settings, workdir, warm_start=warm_yaml, progress=self.progress)
+            warm_test = None
+            if warm_files is not None and test is not None:
+                from mlipflow.engines.ace_eval import evaluate_potential
+
+                warm_test = evaluate_potential(warm_files.ref, str(test)).metrics
+        name = self.potential_name or (f"{campaign}-{ds_ref}" if campaign and ds_ref else "")
+        doc = potential_doc(result, name=name, dataset=ds_ref, warm_start_from=warm)
+        doc.warm_start_test_metrics = warm_test
+        doc.campaign = campaign
+        doc.ref = PotentialRef(kind="ace", name=doc.name, input_hash=doc.input_hash, uuid=current_job_uuid(),
+                               elements=doc.elements)
+        return doc
 
 
 @dataclass
-class AceExploreMaker(Maker):
-    """γ-tracked exploration MD of one structure: embedded ASE (PyACECalculator + active set) or
-    a LAMMPS deck (``pair_style pace/extrapolation``) run through the configured LAMMPS command."""
+class MaxVolSelector:
+    """D-optimality (MaxVol) selection of exploration frames against the potential's active set."""
 
-    name: str = "ace explore"
-    protocol: MDProtocol = field(default_factory=MDProtocol)
-    engine: Literal["ase", "lammps"] = "ase"
-    lammps_cmd: str | None = None
-    kokkos: bool = False
-    progress: bool = True
-
-    @job(data=["trajectory"])
-    def make(self, structure: Any, potential: PotentialDoc | dict | str, run_id: str | None = None) -> MDRunDoc:
-        import uuid
-
-        from mlipflow.schemas.base import content_hash
-
-        protocol = self.protocol if isinstance(self.protocol, MDProtocol) else MDProtocol(**self.protocol)
-        atoms = to_atoms(structure)
-        yaml, asi = materialize_potential(potential)
-        pot_id = (potential.get("input_hash") if isinstance(potential, dict)
-                  else getattr(potential, "input_hash", None)) or str(yaml)
-        run_id = run_id or uuid.uuid4().hex[:12]
-        if self.engine == "ase":
-            from pyace import PyACECalculator
-
-            from mlipflow.engines.ase_md import run_ase_md
-
-            calc = PyACECalculator(yaml)
-            if asi:
-                calc.set_active_set(asi)
-            res = run_ase_md(atoms, calc, protocol, progress=self.progress, run_id=run_id)
-        else:
-            from mlipflow.engines.lammps import run_ace_exploration
-
-            wd = _scratch("explore", content_hash(pot_id, atoms.get_positions(), protocol)[:16])
-            res = run_ace_exploration(atoms, yaml, asi, protocol, wd, cmd=self.lammps_cmd, kokkos=self.kokkos,
-                                      progress=self.progress)
-            res.run_id = run_id
-            for fr in res.frames:
-                fr.info["run"] = run_id
-        return res.to_doc(potential=pot_id)
-
-
-@dataclass
-class AceSelectMaker(Maker):
-    """Pool the frames of exploration runs and choose up to ``max_structures`` by MaxVol.
-
-    Returns a dict: ``selected`` (pymatgen Structure dicts, blob), ``records`` (one
-    CandidateRecord per candidate), counts, ``gamma_stats`` and ``terminated_runs``.
-    """
-
-    name: str = "ace select"
     max_structures: int = 500
     gamma_tolerance: float = 1.01
     add_final: bool = False
     candidate_reasons: tuple[str, ...] = ("gamma", "gamma_hi", "temperature", "final")
 
+    def select(self, runs: Sequence[MDRunDoc | dict], potential: PotentialRef | PotentialDoc | dict) -> dict[str, Any]:
+        """Pool the candidates of ``runs`` and choose up to ``max_structures`` (pure: no jobflow).
+
+        Returns ``selected`` (pymatgen Structure dicts), ``selected_indices``, ``records`` (one
+        CandidateRecord per candidate), ``n_candidates``, ``n_selected``, ``gamma_stats``,
+        ``terminated_runs`` and ``time_s``."""
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        from mlipflow.engines.ase_md import frames_from_dict
+        from mlipflow.engines.potentials import materialize
+        from mlipflow.engines.selection import select_maxvol
+
+        pot = materialize(potential)
+        pot.kind.require_uncertainty(pot.files)
+        candidates, terminated = [], []
+        for run in runs:
+            d = MDRunDoc.model_validate(_plain(run)) if not isinstance(run, MDRunDoc) else run
+            if d.terminated:
+                terminated.append(d.run_id or "")
+            for fr in frames_from_dict(d.trajectory):
+                if fr.info.get("reason", "gamma") in self.candidate_reasons:
+                    fr.info.setdefault("run", d.run_id or "")
+                    candidates.append(fr)
+        forced = [i for i, f in enumerate(candidates) if self.add_final and f.info.get("reason") == "final"]
+        sel = select_maxvol(candidates, str(pot.path("model")), str(pot.path("active_set")),
+                            max_structures=self.max_structures, gamma_tolerance=self.gamma_tolerance,
+                            force_include=forced)
+        return {
+            "selected": [AseAtomsAdaptor.get_structure(candidates[i]).as_dict() for i in sel.selected_indices],
+            "selected_indices": sel.selected_indices,
+            "records": [r.model_dump() for r in sel.records],
+            "n_candidates": sel.n_candidates,
+            "n_selected": sel.n_selected,
+            "gamma_stats": sel.gamma_stats(),
+            "terminated_runs": terminated,
+            "time_s": sel.time_s,
+        }
+
+
+@dataclass
+class AceSelectMaker(Maker):
+    """The :class:`MaxVolSelector` as a job (returns its dict; ``selected`` goes to the blob store)."""
+
+    name: str = "ace select"
+    selector: MaxVolSelector = field(default_factory=MaxVolSelector)
+
     @job(data=["selected"])
-    def make(self, runs: Sequence[MDRunDoc | dict], potential: PotentialDoc | dict | str) -> dict[str, Any]:
-        result = select_from_runs(runs, potential, self.max_structures, self.gamma_tolerance, self.add_final,
-                                  self.candidate_reasons)
-        return result
+    def make(self, runs: Sequence[MDRunDoc | dict], potential: PotentialRef | PotentialDoc | dict) -> dict[str, Any]:
+        return self.selector.select(runs, potential)
 
 
-def select_from_runs(runs: Sequence[MDRunDoc | dict], potential, max_structures: int = 500,
-                     gamma_tolerance: float = 1.01, add_final: bool = False,
-                     candidate_reasons: Sequence[str] = ("gamma", "gamma_hi", "temperature", "final")
-                     ) -> dict[str, Any]:
-    """Pure function behind :class:`AceSelectMaker` (usable without jobflow)."""
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    from mlipflow.engines.ase_md import frames_from_dict
-    from mlipflow.engines.selection import select_maxvol
-
-    yaml, asi = materialize_potential(potential)
-    if not asi:
-        raise UserError("selection needs the potential's active set (.asi)", "fit with compute_active_set=True")
-    candidates, terminated = [], []
-    for run in runs:
-        d = run.model_dump() if isinstance(run, MDRunDoc) else dict(run)
-        run_tag = next((t[4:] for t in d.get("tags", []) if t.startswith("run:")), None)
-        if d.get("terminated"):
-            terminated.append(run_tag or "")
-        for fr in frames_from_dict(d.get("trajectory")):
-            if fr.info.get("reason", "gamma") in candidate_reasons:
-                fr.info.setdefault("run", run_tag or "")
-                candidates.append(fr)
-    forced = [i for i, f in enumerate(candidates) if add_final and f.info.get("reason") == "final"]
-    sel = select_maxvol(candidates, yaml, asi, max_structures=max_structures, gamma_tolerance=gamma_tolerance,
-                        force_include=forced)
-    return {
-        "selected": [AseAtomsAdaptor.get_structure(candidates[i]).as_dict() for i in sel.selected_indices],
-        "selected_indices": sel.selected_indices,
-        "records": [r.model_dump() for r in sel.records],
-        "n_candidates": sel.n_candidates,
-        "n_selected": sel.n_selected,
-        "gamma_stats": sel.gamma_stats(),
-        "terminated_runs": terminated,
-        "time_s": sel.time_s,
-    }
+def _plain(obj: Any) -> dict:
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump()
+    return {k: v for k, v in dict(obj).items() if not k.startswith("@")}

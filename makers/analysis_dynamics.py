@@ -294,28 +294,6 @@ class GlassTransitionMaker(Maker):
                            input_hash=content_hash("tg", params, list(map(float, T)), list(map(float, y))))
 
 
-def make_calculator(spec: str, kwargs: dict[str, Any] | None = None):
-    """ASE calculator from ``"emt"``, ``"lj"`` or an import path ``"module:Class"`` (+ kwargs)."""
-    kwargs = dict(kwargs or {})
-    if spec.lower() == "emt":
-        from ase.calculators.emt import EMT
-
-        return EMT(**kwargs)
-    if spec.lower() == "lj":
-        from ase.calculators.lj import LennardJones
-
-        return LennardJones(**kwargs)
-    if ":" not in spec and "." not in spec:
-        raise UserError(f"unknown calculator {spec!r}", "use emt, lj or an import path like module:Class")
-    from mlipflow.engines.labelers import import_object
-
-    cls = import_object(spec)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise UserError(f"cannot create {spec} with {kwargs}: {exc}", "check the calculator keyword arguments") from exc
-
-
 @dataclass
 class ElasticMaker(Maker):
     """Elastic constants by stepwise ±strain with fixed-cell relaxation and stress–strain regression."""
@@ -347,7 +325,9 @@ class ElasticMaker(Maker):
             atoms = structure
         else:
             atoms = Frame.from_atoms(structure).to_atoms()
-        calc = make_calculator(self.calculator, self.calculator_kwargs)
+        from mlipflow.engines.potentials import calculator
+
+        calc = calculator(self.calculator, **self.calculator_kwargs)
         res = elastic_constants(atoms, calc, strain=self.strain, steps=self.steps, fmax=self.fmax,
                                 optimizer=self.optimizer, progress=True)
         plots = {}

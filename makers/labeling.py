@@ -29,7 +29,7 @@ def _structures(structures: Any) -> list:
     """pymatgen Structures from a list (Structures, Atoms, dicts) or a StructureSetDoc(-dict)."""
     from pymatgen.core import Structure
 
-    from mlipflow.engines.datasets import to_structure
+    from mlipflow.engines.frames import to_structure
 
     if hasattr(structures, "structures") and not isinstance(structures, (list, tuple)):
         structures = structures.structures
@@ -58,7 +58,7 @@ class LabelStructuresMaker(Maker):
 
     @job
     def make(self, structures: Any, metadata: dict[str, Any] | None = None, campaign: str | None = None) -> dict:
-        from mlipflow.engines.datasets import frames_summary
+        from mlipflow.engines.dataset_io import frames_summary
         from mlipflow.engines.labelers import get_labeler
 
         structs = _structures(structures)
@@ -89,7 +89,7 @@ class EmbeddedAIMDMaker(Maker):
 
     @job
     def make(self, structures: Any, metadata: dict[str, Any] | None = None) -> dict:
-        from mlipflow.engines.datasets import frames_summary
+        from mlipflow.engines.dataset_io import frames_summary
         from mlipflow.engines.labelers import get_labeler
 
         lab = get_labeler(self.labeler, **self.labeler_kwargs)
@@ -116,8 +116,10 @@ def vasp_frames(
     Runs even when the VASP job failed (``dir_name`` is then None): the structure becomes a
     failed frame saying so.
     """
-    from mlipflow.engines.datasets import frames_summary, make_frame, save_frames, structure_key, to_structure
+    from mlipflow.engines.dataset_io import frames_summary
+    from mlipflow.engines.frames import make_frame, structure_key, to_structure
     from mlipflow.engines.labelers import get_labeler
+    from mlipflow.engines.repository import save_frames
     from mlipflow.engines.vasp import parse_vasp_outputs
     from mlipflow.schemas import content_hash
 
@@ -167,7 +169,7 @@ class _VaspFramesMaker(Maker):
     def make(self, structure: Any, prev_dir: str | None = None) -> Flow:
         from jobflow import OnMissing
 
-        from mlipflow.engines.datasets import to_structure
+        from mlipflow.engines.frames import to_structure
 
         s = to_structure(structure)
         vasp_job = self.atomate2_maker().make(s, prev_dir=prev_dir)
@@ -234,7 +236,7 @@ class FrameSamplerMaker(Maker):
 
     @job
     def make(self, frames: Any) -> dict:
-        from mlipflow.engines.datasets import collect_frames, frames_summary, sample_frames
+        from mlipflow.engines.dataset_io import collect_frames, frames_summary, sample_frames
 
         picked = sample_frames(collect_frames(frames), self.k, per=self.per, method=self.method, seed=self.seed)
         return frames_summary(picked, sampled={"k": self.k, "per": self.per, "method": self.method, "seed": self.seed})
@@ -260,8 +262,9 @@ class BuildDatasetMaker(Maker):
 
     @job
     def make(self, frames: Any, campaign: str | None = None) -> DatasetDoc:
-        from mlipflow.engines.datasets import build_dataset, collect_frames
+        from mlipflow.engines.dataset_io import collect_frames
         from mlipflow.engines.labelers import get_labeler
+        from mlipflow.engines.repository import build_dataset
 
         fr = collect_frames(frames)
         refs = self.reference_energies

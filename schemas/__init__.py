@@ -1,13 +1,25 @@
 """Pydantic documents: what mlipflow stores in the database."""
 
 from mlipflow.schemas.base import SCHEMA_VERSION, MlipflowDocument, content_hash, dependency_versions
-from mlipflow.schemas.frames import DatasetDoc, FrameStatus, LabeledFrame, LabelerSpec
+from mlipflow.schemas.frames import DatasetDoc, DatasetRef, FrameStatus, LabeledFrame, LabelerSpec
 from mlipflow.schemas.md import AnalysisDoc, CampaignDoc, MDProtocol, MDRunDoc, MDStage, StructureSetDoc
-from mlipflow.schemas.potentials import ALIterationDoc, CandidateRecord, ErrorMetrics, PotentialDoc
+from mlipflow.schemas.potentials import (
+    ActiveLearningSummary,
+    ALIterationDoc,
+    CandidateRecord,
+    ErrorMetrics,
+    IterationSummary,
+    PotentialDoc,
+    PotentialRef,
+    StabilityResult,
+    StopReason,
+    UncertaintyStats,
+)
 
 __all__ = [
     "SCHEMA_VERSION", "MlipflowDocument", "content_hash", "dependency_versions", "LabeledFrame",
     "LabelerSpec", "FrameStatus", "DatasetDoc", "PotentialDoc", "ErrorMetrics", "ALIterationDoc",
     "CandidateRecord", "MDProtocol", "MDStage", "MDRunDoc", "StructureSetDoc", "AnalysisDoc",
-    "CampaignDoc",
+    "CampaignDoc", "DatasetRef", "PotentialRef", "StopReason", "UncertaintyStats", "IterationSummary",
+    "StabilityResult", "ActiveLearningSummary",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -40,7 +40,7 @@ class AIMDConfig(_Strict):
 class ExploreConfig(_Strict):
     """Melt-quench exploration with the current potential (γ-tracked)."""
 
-    engine: Literal["ase", "lammps"] = Field("ase", description="'ase' (embedded) or 'lammps' (cluster decks with pace/extrapolation).")
+    engine: str = Field("ase", description="MD engine (registry name): 'ase' (embedded) or 'lammps' (cluster decks with pace/extrapolation).")
     structures_per_iteration: int | None = Field(None, ge=1, description="New random cells per iteration (default: as many as the initial set).")
     t_melt: float = Field(5000.0, gt=0, description="Melt temperature (K).")
     melt_ps: float = Field(10.0, ge=0, description="Melt duration (ps).")
@@ -52,6 +52,14 @@ class ExploreConfig(_Strict):
     gamma_every: int = Field(10, ge=1, description="γ evaluation interval (steps).")
     collect_every_kelvin: float | None = Field(1000.0, description="Also keep a frame every this many K of cooling.")
     thermostat: Literal["nose-hoover", "bussi", "langevin"] = Field("bussi", description="Thermostat.")
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, v: str) -> str:
+        from mlipflow.registry import MD_ENGINES
+
+        MD_ENGINES.check(v)
+        return v
 
     @model_validator(mode="after")
     def _check(self):
@@ -101,3 +109,11 @@ class ActiveLearningConfig(_Strict):
     reference_energies: dict[str, float] | None = Field(None, description="Isolated-atom energies (eV); None: computed by the labeler.")
     dataset_name: str | None = Field(None, description="Dataset name (default: the campaign name).")
     plots: bool = Field(True, description="Write summary plots into the campaign directory.")
+
+    @field_validator("labeler")
+    @classmethod
+    def _labeler(cls, v: str) -> str:
+        from mlipflow.engines.labelers import check_labeler
+
+        check_labeler(v)
+        return v

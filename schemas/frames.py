@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlipflow.schemas.base import MlipflowDocument
 
@@ -47,6 +47,35 @@ class LabeledFrame(MlipflowDocument):
     metadata: dict[str, Any] = Field(default_factory=dict, description="Extra information (temperature K, composition label, ...).")
 
 
+class DatasetRef(BaseModel):
+    """One dataset version, as it travels between jobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., description="Dataset name.")
+    version: int = Field(..., description="Version number.")
+    input_hash: str | None = Field(None, description="Content hash of the version.")
+
+    @classmethod
+    def coerce(cls, obj: Any) -> DatasetRef:
+        """From itself, its dict, a DatasetDoc (or its dict) or 'name:version'."""
+        if isinstance(obj, DatasetRef):
+            return obj
+        if isinstance(obj, DatasetDoc):
+            return obj.ref
+        if isinstance(obj, str):
+            name, sep, version = obj.rpartition(":")
+            if not sep or not version.isdigit():
+                raise ValueError(f"{obj!r} is not 'name:version'")
+            return cls(name=name, version=int(version))
+        if isinstance(obj, dict):
+            return cls(name=obj["name"], version=int(obj["version"]), input_hash=obj.get("input_hash"))
+        raise TypeError(f"cannot make a DatasetRef from {type(obj).__name__}")
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
 class DatasetDoc(MlipflowDocument):
     """A versioned, immutable set of frame ids with a train/test split."""
 
@@ -61,4 +90,13 @@ class DatasetDoc(MlipflowDocument):
     n_failed_excluded: int = Field(0, description="Failed frames that were excluded.")
     n_duplicates_removed: int = Field(0, description="Identical structures removed.")
     exports: dict[str, str] = Field(default_factory=dict, description="Format -> path of exported files.")
-    parent: str | None = Field(None, description="'name:version' of the dataset this one extends.")
+    parent: DatasetRef | None = Field(None, description="The dataset version this one extends.")
+
+    @field_validator("parent", mode="before")
+    @classmethod
+    def _parent(cls, v):
+        return DatasetRef.coerce(v) if isinstance(v, str) else v
+
+    @property
+    def ref(self) -> DatasetRef:
+        return DatasetRef(name=self.name, version=self.version, input_hash=self.input_hash)

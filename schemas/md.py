@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from mlipflow.schemas.base import MlipflowDocument
+from mlipflow.schemas.potentials import PotentialRef
 
 
 class MDStage(BaseModel):
@@ -31,9 +32,9 @@ class MDProtocol(BaseModel):
     pdamp_fs: float = Field(1000.0, description="Barostat damping time (fs).")
     thermo_every: int = Field(100, description="Thermodynamic output interval (steps).")
     dump_every: int = Field(1000, description="Trajectory frame interval (steps).")
-    gamma_every: int = Field(10, description="Interval of extrapolation-grade evaluation (steps).")
-    gamma_lo: float | None = Field(None, description="Collect frames with max γ above this.")
-    gamma_hi: float | None = Field(None, description="Stop the run when max γ exceeds this.")
+    gamma_every: int = Field(10, description="Interval of uncertainty evaluation (steps).")
+    gamma_lo: float | None = Field(None, description="Collect frames whose uncertainty (ACE: max γ; DP: max force deviation) exceeds this.")
+    gamma_hi: float | None = Field(None, description="Stop the run when the uncertainty exceeds this.")
     collect_every_kelvin: float | None = Field(None, description="Also keep a frame each time T crosses a multiple of this (K).")
     seed: int = Field(0, description="Random seed for velocities and thermostat.")
 
@@ -41,14 +42,22 @@ class MDProtocol(BaseModel):
     def total_steps(self) -> int:
         return sum(s.steps for s in self.stages)
 
+    @property
+    def tracks_uncertainty(self) -> bool:
+        """Whether the run needs the potential's uncertainty signal (a threshold is set)."""
+        return self.gamma_lo is not None or self.gamma_hi is not None
+
 
 class MDRunDoc(MlipflowDocument):
     """An MD run."""
 
     doc_type = "md_run"
     protocol: MDProtocol = Field(..., description="The protocol that was run.")
-    engine: Literal["ase", "lammps"] = Field(..., description="Engine.")
-    potential: str | None = Field(None, description="input_hash of the potential (or name of a classical one).")
+    engine: str = Field(..., description="MD engine (registry name): 'ase', 'lammps', ...")
+    potential: PotentialRef | None = Field(None, description="The potential that drove the run.")
+    run_id: str | None = Field(None, description="Run id (candidates and frames carry it).")
+    label: str | None = Field(None, description="Role of the run, e.g. 'first'/'final' for stability tests.")
+    bounded: bool | None = Field(None, description="Stability runs: energies and forces stayed bounded.")
     formula: str = Field("", description="Reduced formula.")
     nsites: int = Field(0, description="Number of atoms.")
     steps_done: int = Field(0, description="Steps completed.")

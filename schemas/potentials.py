@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from enum import Enum
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mlipflow.schemas.base import MlipflowDocument
+from mlipflow.schemas.frames import DatasetRef
 
 
 class ErrorMetrics(BaseModel):
@@ -19,22 +21,77 @@ class ErrorMetrics(BaseModel):
     force_mae: float | None = Field(None, description="Force-component MAE (eV/Å).")
 
 
+class PotentialRef(BaseModel):
+    """One potential, as it travels between jobs: its kind plus where its content is.
+
+    Exactly one source: ``uuid`` (the job whose output is the stored :class:`PotentialDoc`, files
+    as blobs), ``paths`` (files on disk given by a user: role -> path) or ``parameters`` (a
+    classical potential written out in full). ``input_hash`` is the content identity (the fit's
+    inputs), used in cache keys.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(..., description="Potential kind (registry name): 'ace', 'dp', 'classical', ...")
+    name: str = Field("", description="Human label.")
+    input_hash: str | None = Field(None, description="Content hash of what produced the potential.")
+    uuid: str | None = Field(None, description="uuid of the job whose output document holds the potential.")
+    paths: dict[str, str] = Field(default_factory=dict, description="Files on disk, role -> path (e.g. model, active_set).")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Inline parameters (classical potentials).")
+    elements: list[str] = Field(default_factory=list, description="Chemical species covered.")
+
+    @classmethod
+    def coerce(cls, obj: Any) -> PotentialRef:
+        """A PotentialRef from itself, its dict, or a PotentialDoc (or its dict)."""
+        if isinstance(obj, PotentialRef):
+            return obj
+        if isinstance(obj, PotentialDoc):
+            return obj.ref or cls(kind=obj.kind, name=obj.name, input_hash=obj.input_hash, elements=obj.elements)
+        if isinstance(obj, dict):
+            if obj.get("type") == "potential" or "files" in obj:
+                return cls.coerce(obj.get("ref")) if obj.get("ref") else cls(kind=obj["kind"], name=obj.get("name", ""),
+                                                                            input_hash=obj.get("input_hash"),
+                                                                            elements=obj.get("elements", []))
+            return cls(**{k: v for k, v in obj.items() if not k.startswith("@")})
+        raise TypeError(f"cannot make a PotentialRef from {type(obj).__name__}")
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the potential's content (for cache keys)."""
+        from mlipflow.schemas.base import content_hash
+
+        if self.input_hash:
+            return {"kind": self.kind, "input_hash": self.input_hash}
+        if self.paths:
+            from mlipflow.engines.pacemaker import file_digest
+
+            return {"kind": self.kind, "files": {r: file_digest(p) for r, p in sorted(self.paths.items())}}
+        return {"kind": self.kind, "parameters": content_hash(self.parameters)}
+
+    @property
+    def label(self) -> str:
+        return self.name or (self.input_hash or "")[:12] or next(iter(self.paths.values()), self.kind)
+
+
 class PotentialDoc(MlipflowDocument):
-    """A fitted potential (ACE via pacemaker, or DeePMD)."""
+    """A fitted potential (ACE via pacemaker, DeePMD-kit, ...)."""
 
     doc_type = "potential"
-    kind: Literal["ace", "dp"] = Field(..., description="'ace' (pacemaker) or 'dp' (DeePMD-kit).")
+    kind: str = Field(..., description="Potential kind (registry name): 'ace' (pacemaker), 'dp' (DeePMD-kit).")
+    ref: PotentialRef | None = Field(None, description="The reference later jobs use (set by the job that made it).")
+    roles: dict[str, str] = Field(default_factory=dict, description="Role -> file name in `files` (model, yace, active_set, input).")
     name: str = Field("", description="Human label, e.g. 'nafepo4-iter2'.")
     elements: list[str] = Field(default_factory=list, description="Chemical species the potential covers.")
     cutoff: float | None = Field(None, description="Cutoff radius (Å).")
-    dataset: str | None = Field(None, description="'name:version' of the training dataset.")
+    dataset: DatasetRef | None = Field(None, description="The training dataset version.")
     fit_settings: dict[str, Any] = Field(default_factory=dict, description="Rendered fit input (pacemaker input.yaml / DeePMD input.json).")
     train_metrics: ErrorMetrics = Field(default_factory=ErrorMetrics, description="Errors on the training split.")
     test_metrics: ErrorMetrics = Field(default_factory=ErrorMetrics, description="Errors on the test split.")
     files: dict[str, str] = Field(default_factory=dict, description="Blob: file name -> content (text) or base64 (binary, name ends in '.b64').")
     paths: dict[str, str] = Field(default_factory=dict, description="Where the files were written on disk when fitted.")
     has_active_set: bool = Field(False, description="Whether an ACE active set (.asi) is included.")
-    warm_start_from: str | None = Field(None, description="input_hash of the potential it started from.")
+    warm_start_from: PotentialRef | None = Field(None, description="The potential it started from.")
+    reused_from: PotentialRef | None = Field(None, description="Set when no fit ran (no new labels): the potential kept.")
+    warm_start_test_metrics: ErrorMetrics | None = Field(None, description="Errors of the warm-start potential on this fit's test set.")
     fit_time_s: float | None = Field(None, description="Wall time of the fit (s).")
     plots: dict[str, str] = Field(default_factory=dict, description="Plot name -> path (parity plots).")
 
@@ -50,22 +107,92 @@ class CandidateRecord(BaseModel):
     reason: str = Field("", description="Why it was or was not chosen.")
 
 
+class StopReason(str, Enum):
+    """Why an active-learning loop stopped."""
+
+    iteration_limit = "iteration_limit"
+    no_uncertain_frames = "no_uncertain_frames"
+    no_improvement = "no_improvement"
+    no_new_labels = "no_new_labels"
+
+
+class UncertaintyStats(BaseModel):
+    """Per-frame maximum uncertainty (γ for ACE, force deviation for DP) over an iteration's runs."""
+
+    max: float | None = Field(None, description="Largest value.")
+    mean: float | None = Field(None, description="Mean.")
+    median: float | None = Field(None, description="Median.")
+    p90: float | None = Field(None, description="90th percentile.")
+    n_above_lo: int = Field(0, description="Candidates above the collection threshold.")
+
+
+class IterationSummary(BaseModel):
+    """One row of the active-learning history."""
+
+    iteration: int = Field(..., description="Iteration number.")
+    explored_with: PotentialRef | None = Field(None, description="Potential used for exploration.")
+    potential: PotentialRef | None = Field(None, description="Potential fitted at the end of the iteration.")
+    dataset: DatasetRef | None = Field(None, description="Dataset after merging the new labels.")
+    n_runs: int = Field(0, description="Exploration runs.")
+    n_terminated: int = Field(0, description="Runs stopped at the upper uncertainty threshold.")
+    n_candidates: int = Field(0, description="Candidate frames.")
+    n_selected: int = Field(0, description="Frames selected.")
+    n_labeled: int = Field(0, description="New frames labelled (ok).")
+    n_label_failed: int = Field(0, description="Selected frames whose label failed.")
+    uncertainty_max: float | None = Field(None, description="Largest per-frame uncertainty in the exploration.")
+    test: ErrorMetrics = Field(default_factory=ErrorMetrics, description="New potential on this iteration's test set.")
+    previous_test: ErrorMetrics | None = Field(None, description="Previous potential on the same test set.")
+
+
 class ALIterationDoc(MlipflowDocument):
     """One batch active-learning iteration."""
 
     doc_type = "al_iteration"
     iteration: int = Field(..., description="Iteration number (0 = initial fit).")
-    potential: str | None = Field(None, description="input_hash of the potential used for exploration.")
+    potential: PotentialRef | None = Field(None, description="Potential used for exploration.")
     n_runs: int = Field(0, description="Exploration runs.")
     terminated_runs: list[str] = Field(default_factory=list, description="Runs stopped early at γ above the upper threshold.")
     n_candidates: int = Field(0, description="Frames collected (γ above the lower threshold or periodic).")
     n_selected: int = Field(0, description="Frames chosen by D-optimality (MaxVol).")
     candidates: list[CandidateRecord] = Field(default_factory=list, description="Every candidate with its γ and fate.")
-    gamma_stats: dict[str, float] = Field(default_factory=dict, description="max, mean, median, p90 of per-frame max γ.")
-    test_metrics: dict[str, Any] = Field(default_factory=dict, description="Test errors of the potential fitted at the end of the iteration.")
-    stop_reason: str | None = Field(None, description="Why the loop stopped after this iteration, if it did.")
-    dataset: str | None = Field(None, description="'name:version' of the dataset after merging the new labels.")
-    new_potential: str | None = Field(None, description="input_hash of the potential refitted at the end of the iteration.")
+    gamma_stats: UncertaintyStats = Field(default_factory=UncertaintyStats, description="Statistics of per-frame max γ.")
+    test_metrics: ErrorMetrics = Field(default_factory=ErrorMetrics, description="Test errors of the potential fitted at the end of the iteration.")
+    previous_test_metrics: ErrorMetrics | None = Field(None, description="Errors of the exploring potential on the same test set.")
+    stop_reason: StopReason | None = Field(None, description="Why the loop stopped after this iteration, if it did.")
+    stop_message: str | None = Field(None, description="The stopping rule's explanation, with numbers.")
+    dataset: DatasetRef | None = Field(None, description="Dataset after merging the new labels.")
+    new_potential: PotentialRef | None = Field(None, description="Potential refitted at the end of the iteration.")
     n_labeled: int = Field(0, description="New frames labeled in this iteration (status ok).")
     n_label_failed: int = Field(0, description="Selected frames whose labeling failed (kept, excluded from the dataset).")
-    history: list[dict[str, Any]] = Field(default_factory=list, description="Per iteration so far: iteration, potential hash, test energy/force RMSE.")
+    history: list[IterationSummary] = Field(default_factory=list, description="Per iteration so far.")
+
+
+class StabilityResult(BaseModel):
+    """Outcome of a stability run."""
+
+    label: str = Field(..., description="Which potential: 'first' or 'final'.")
+    potential: PotentialRef | None = Field(None, description="The potential tested.")
+    bounded: bool = Field(..., description="Energies and forces stayed bounded for the whole run.")
+    steps_done: int = Field(0, description="Steps completed.")
+    terminated: bool = Field(False, description="Stopped early.")
+    reason: str | None = Field(None, description="Why it is not bounded.")
+    natoms: int = Field(0, description="Atoms in the test cell.")
+
+
+class ActiveLearningSummary(BaseModel):
+    """Headline results of an active-learning campaign (CampaignDoc.summary)."""
+
+    iterations: int = Field(0, description="Iterations run.")
+    stop_reason: StopReason | None = Field(None, description="Why the loop stopped.")
+    stop_message: str | None = Field(None, description="The stopping rule's explanation.")
+    initial_frames: int = Field(0, description="Frames in the initial dataset.")
+    al_labels: int = Field(0, description="Frames labelled by active learning.")
+    first_potential: PotentialRef = Field(..., description="Potential fitted on the initial dataset.")
+    final_potential: PotentialRef = Field(..., description="Last potential.")
+    first_test: ErrorMetrics = Field(default_factory=ErrorMetrics, description="First potential on the initial test set.")
+    final_test: ErrorMetrics = Field(default_factory=ErrorMetrics, description="Final potential on the last test set.")
+    comparisons: dict[str, dict[str, ErrorMetrics]] = Field(default_factory=dict, description="Test set ('initial'|'final') -> potential ('first'|'final') -> errors.")
+    history: list[IterationSummary] = Field(default_factory=list, description="Per-iteration table.")
+    stability: dict[str, StabilityResult] = Field(default_factory=dict, description="'first'/'final' -> stability run.")
+    cache: dict[str, dict[str, int]] = Field(default_factory=dict, description="Cache hits and computations per kind.")
+    plots: dict[str, str] = Field(default_factory=dict, description="Plot name -> path.")

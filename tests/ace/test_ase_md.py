@@ -7,8 +7,13 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from mlipflow.engines.ase_md import (frames_from_dict, frames_to_dict, melt_quench_protocol, run_ase_md,
-                                     set_target_temperature)
+from mlipflow.engines.ase_md import (
+    frames_from_dict,
+    frames_to_dict,
+    melt_quench_protocol,
+    run_ase_md,
+    set_target_temperature,
+)
 from mlipflow.schemas import MDProtocol, MDStage
 
 
@@ -72,7 +77,7 @@ def test_doc_and_frame_roundtrip():
     p = melt_quench_protocol(t_melt=1000, melt_ps=0.02, cooling_rate_K_per_ps=50_000, timestep_fs=2,
                              collect_every_kelvin=250)
     r = run_ase_md(cu_cell(), EMT(), p, progress=False)
-    doc = r.to_doc(potential="emt")
+    doc = r.to_doc()
     back = frames_from_dict(doc.trajectory)
     assert len(back) == len(r.frames) and doc.nsites == 32 and doc.formula == "Cu"
     assert np.allclose(back[-1].positions, r.frames[-1].positions, atol=1e-5)

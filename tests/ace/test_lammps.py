@@ -14,12 +14,29 @@ import pytest
 from ase import Atoms
 
 from mlipflow.engines.ase_md import melt_quench_protocol
-from mlipflow.engines.lammps import (GammaSource, lammps_command, parse_thermo, read_dump_frames,
-                                     render_lammps_deck, run_lammps, write_lammps_data)
+from mlipflow.engines.lammps import (
+    GammaSource,
+    lammps_command,
+    parse_thermo,
+    read_dump_frames,
+    render_lammps_deck,
+    run_lammps,
+    write_lammps_data,
+)
 from mlipflow.errors import UserError
 from mlipflow.schemas import MDStage
 
 ELEMENTS = ["Na", "Fe", "P", "O"]
+
+
+def ace_pair(model="potential.yaml", asi="potential.asi", kokkos=False):
+    """The ACE kind's pair block (with γ) for files of these names."""
+    from pathlib import Path
+
+    from mlipflow.engines.kind_ace import AceKind
+
+    return AceKind().lammps_pair({"model": Path(model), "active_set": Path(asi)}, ELEMENTS, kokkos=kokkos,
+                                 uncertainty=True)
 BUCK = """pair_style buck/coul/long 6.0
 pair_coeff * * 0.0 1.0 0.0
 pair_coeff 1 4 1226.84 0.3065 0.0
@@ -53,7 +70,7 @@ def protocol(gamma_lo=2.0, gamma_hi=None):
 
 def test_ace_deck_key_lines():
     p = melt_quench_protocol()  # paper protocol
-    deck = render_lammps_deck(p, "structure.data", "ace", ELEMENTS, potential="pot.yaml", asi="pot.asi")
+    deck = render_lammps_deck(p, "structure.data", ace_pair("pot.yaml", "pot.asi"), ELEMENTS)
     lines = [ln.split("#")[0].strip() for ln in deck.splitlines()]
     for expected in [
         "pair_style pace/extrapolation",
@@ -78,7 +95,7 @@ def test_ace_deck_key_lines():
     assert sum(ln.startswith("run ") and "start ${s1}" in ln for ln in lines) == 5
     assert "thermo_style custom step time temp pe press vol v_max_pace_gamma" in lines
     assert lines.index("pair_style pace/extrapolation") < lines.index("fix pace_gamma all pair 10 pace/extrapolation gamma 1")
-    kk = render_lammps_deck(p, "structure.data", "ace", ELEMENTS, kokkos=True)
+    kk = render_lammps_deck(p, "structure.data", ace_pair(kokkos=True), ELEMENTS)
     assert "pair_style pace/extrapolation/kk" in kk and "all pair 10 pace/extrapolation/kk gamma 1" in kk
     cmd = lammps_command("lmp", kokkos=True)
     assert cmd[0].endswith("lmp")
@@ -96,7 +113,7 @@ def test_kokkos_flags_from_settings(mlipflow_home, monkeypatch):
 
 def test_same_protocol_same_deck_but_pair():
     p = protocol(gamma_lo=2.5, gamma_hi=30)
-    ace = render_lammps_deck(p, "d.data", "ace", ELEMENTS).splitlines()
+    ace = render_lammps_deck(p, "d.data", ace_pair(), ELEMENTS).splitlines()
     classical = render_lammps_deck(p, "d.data", BUCK, ELEMENTS, gamma_source=STEP_GAMMA).splitlines()
     strip = lambda L: [ln for ln in L if not any(k in ln for k in ("pair", "pace", "surrogate", "kspace", "interaction", "ACE"))]  # noqa: E731
     assert strip(ace) == strip(classical)
@@ -125,7 +142,9 @@ def test_classical_deck_runs_dumps_and_snapshots(data_dir):
     assert len(finals) == 1 and finals[0].get_chemical_symbols() == nafepo4_like().get_chemical_symbols()
     assert np.isfinite(r.thermo["potential_energy_eV"]).all() and len(r.thermo["step"]) > 10
     assert r.thermo["max_gamma"][-1] == pytest.approx(last / 100)
-    doc = r.to_doc(potential="buck")
+    from mlipflow.schemas import PotentialRef
+
+    doc = r.to_doc(potential=PotentialRef(kind="classical", name="buck"))
     assert doc.engine == "lammps" and not doc.terminated and doc.nsites == 28
 
 
@@ -144,8 +163,7 @@ def test_classical_deck_halts(data_dir):
 
 def test_ace_deck_without_ml_pace_is_clear_error(data_dir):
     p = protocol()
-    deck = render_lammps_deck(p, "d.data", "ace", ELEMENTS, potential="pot.yaml", asi="pot.asi",
-                              atom_style="charge")
+    deck = render_lammps_deck(p, "d.data", ace_pair("pot.yaml", "pot.asi"), ELEMENTS, atom_style="charge")
     with pytest.raises(UserError, match="ML-PACE"):
         run_lammps(deck, data_dir, elements=ELEMENTS, protocol=p, progress=False)
 

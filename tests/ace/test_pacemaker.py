@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mlipflow.engines.pacemaker import (PAPER_FS_PARAMETERS, AceFitSettings, fit_ace, fit_input_hash,
-                                        potential_doc, write_potential_files)
+from mlipflow.engines.pacemaker import PAPER_FS_PARAMETERS, AceFitSettings, fit_ace, fit_input_hash, potential_doc
 from mlipflow.errors import UserError
 
 
@@ -78,8 +77,10 @@ def test_potential_doc_blobs_roundtrip(tiny_fit, tmp_path):
     assert "output_potential.yaml" in doc.files and "output_potential.asi.b64" in doc.files
     raw = base64.b64decode(doc.files["output_potential.asi.b64"])
     assert raw == Path(tiny_fit.active_set).read_bytes()
-    written = write_potential_files(doc, tmp_path)
-    assert Path(written["output_potential.asi"]).read_bytes() == raw
+    from mlipflow.engines.potentials import write_blobs
+
+    written = write_blobs(doc, tmp_path)
+    assert Path(written["active_set"]).read_bytes() == raw
     assert doc.test_metrics.force_rmse == tiny_fit.test_metrics.force_rmse
     # JSON round trip of the whole document
     from mlipflow.schemas import PotentialDoc
@@ -119,5 +120,7 @@ def test_warm_start_fit(tiny_fit, emt_data, tmp_path):
     assert r.warm_start_hash and r.input_hash != tiny_fit.input_hash
     assert Path(r.potential_yaml).is_file() and Path(r.active_set).is_file()
     assert r.train_metrics.force_rmse < 1.5 * tiny_fit.train_metrics.force_rmse
-    doc = potential_doc(r, warm_start_from=tiny_fit.input_hash)
-    assert doc.warm_start_from == tiny_fit.input_hash
+    from mlipflow.schemas import PotentialRef
+
+    doc = potential_doc(r, warm_start_from=PotentialRef(kind="ace", input_hash=tiny_fit.input_hash))
+    assert doc.warm_start_from.input_hash == tiny_fit.input_hash

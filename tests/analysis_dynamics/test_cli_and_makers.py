@@ -131,8 +131,12 @@ def test_cli_tg_and_elastic(tmp_path):
 def test_makers_run_locally_into_store(walk_dump, store, tmp_path):
     from jobflow import Flow, run_locally
 
-    from mlipflow.makers.analysis_dynamics import (ArrheniusMaker, DiffusionAnalysisMaker, ElasticMaker,
-                                                   GlassTransitionMaker)
+    from mlipflow.makers.analysis_dynamics import (
+        ArrheniusMaker,
+        DiffusionAnalysisMaker,
+        ElasticMaker,
+        GlassTransitionMaker,
+    )
     from mlipflow.schemas.md import AnalysisDoc
 
     path, _ = walk_dump

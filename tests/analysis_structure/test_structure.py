@@ -13,8 +13,19 @@ from scipy.signal import find_peaks
 
 from mlipflow.analysis.io import Frame
 from mlipflow.analysis.structure import (
-    NEUTRON_B_FM, WAASMAIER_KIRFEL, RDFAccumulator, bond_angles, bridging, coordination, density_g_cm3,
-    first_minimum, neighbor_pairs, parse_cutoffs, rdf, structure_factor, xray_form_factor,
+    NEUTRON_B_FM,
+    WAASMAIER_KIRFEL,
+    RDFAccumulator,
+    bond_angles,
+    bridging,
+    coordination,
+    density_g_cm3,
+    first_minimum,
+    neighbor_pairs,
+    parse_cutoffs,
+    rdf,
+    structure_factor,
+    xray_form_factor,
 )
 from mlipflow.errors import UserError
 

@@ -38,7 +38,7 @@ def emt_frames(mlipflow_home):
 
 
 def test_versions_split_dedup_and_parent(emt_frames):
-    from mlipflow.engines.datasets import build_dataset, list_datasets, load_dataset
+    from mlipflow.engines.repository import build_dataset, list_datasets, load_dataset
 
     lab, frames = emt_frames
     dup = lab.label([cu_cells(12)[0]])  # same structure again
@@ -53,7 +53,7 @@ def test_versions_split_dedup_and_parent(emt_frames):
 
     more = lab.label(cu_cells(16, seed=9)[12:])
     child = build_dataset("cu", more, parent="cu:1", test_fraction=0.25)
-    assert child.version == 3 and child.parent == "cu:1" and len(child.frame_ids) == 16
+    assert child.version == 3 and str(child.parent) == "cu:1" and len(child.frame_ids) == 16
     assert set(doc1.test_ids) <= set(child.test_ids) and set(doc1.train_ids) <= set(child.train_ids)
 
     latest, fr = load_dataset("cu")
@@ -64,7 +64,7 @@ def test_versions_split_dedup_and_parent(emt_frames):
 
 
 def test_composition_split_keeps_formulas_together(emt_frames):
-    from mlipflow.engines.datasets import build_dataset
+    from mlipflow.engines.repository import build_dataset
 
     _, frames = emt_frames
     doc = build_dataset("by-comp", frames, split="composition", test_fraction=0.3, seed=0)
@@ -75,7 +75,7 @@ def test_composition_split_keeps_formulas_together(emt_frames):
 
 
 def test_missing_dataset_and_bad_inputs_are_user_errors(mlipflow_home, emt_frames):
-    from mlipflow.engines.datasets import build_dataset, load_dataset
+    from mlipflow.engines.repository import build_dataset, load_dataset
     from mlipflow.errors import UserError
 
     _, frames = emt_frames
@@ -88,7 +88,7 @@ def test_missing_dataset_and_bad_inputs_are_user_errors(mlipflow_home, emt_frame
 
 
 def test_pacemaker_export_and_import_roundtrip(emt_frames, tmp_path):
-    from mlipflow.engines.datasets import export_pacemaker, import_pacemaker
+    from mlipflow.engines.dataset_io import export_pacemaker, import_pacemaker
 
     lab, frames = emt_frames
     refs = lab.reference_energies(["Al", "Cu"])
@@ -111,7 +111,7 @@ def test_pacemaker_export_and_import_roundtrip(emt_frames, tmp_path):
 
 
 def test_extxyz_roundtrip(emt_frames, tmp_path):
-    from mlipflow.engines.datasets import export_extxyz, import_files
+    from mlipflow.engines.dataset_io import export_extxyz, import_files
 
     _, frames = emt_frames
     path = export_extxyz(frames, tmp_path / "frames.extxyz")
@@ -123,7 +123,7 @@ def test_extxyz_roundtrip(emt_frames, tmp_path):
 
 
 def test_deepmd_export_layout_and_values(emt_frames, tmp_path):
-    from mlipflow.engines.datasets import deepmd_systems, export_deepmd
+    from mlipflow.engines.dataset_io import deepmd_systems, export_deepmd
 
     _, frames = emt_frames
     out = export_deepmd(frames, tmp_path / "dp", type_map=["Cu", "Al"])
@@ -150,7 +150,7 @@ def test_deepmd_export_layout_and_values(emt_frames, tmp_path):
 @pytest.mark.slow
 def test_exported_pickle_is_accepted_by_real_pacemaker(emt_frames, tmp_path):
     """Tiny real fit (6 functions/element, 5 BFGS iterations) on the exported pickle (~50 s)."""
-    from mlipflow.engines.datasets import export_pacemaker
+    from mlipflow.engines.dataset_io import export_pacemaker
 
     lab, frames = emt_frames
     export_pacemaker(frames, tmp_path / "train.pkl.gz", lab.reference_energies(["Al", "Cu"]))
@@ -178,7 +178,7 @@ def test_exported_pickle_is_accepted_by_real_pacemaker(emt_frames, tmp_path):
     assert "Al" in blocks and "Cu" in blocks
     from pyace import PyACECalculator
 
-    from mlipflow.engines.datasets import frame_to_atoms
+    from mlipflow.engines.frames import frame_to_atoms
 
     atoms = frame_to_atoms(frames[0])
     atoms.calc = PyACECalculator(str(tmp_path / "output_potential.yaml"))
@@ -188,7 +188,7 @@ def test_exported_pickle_is_accepted_by_real_pacemaker(emt_frames, tmp_path):
 @pytest.mark.slow
 def test_deepmd_export_is_accepted_by_real_dp_train(emt_frames, tmp_path):
     """A few steps of `dp --pt train` (tiny se_e2_a) on the exported systems (~30 s)."""
-    from mlipflow.engines.datasets import deepmd_systems, export_deepmd
+    from mlipflow.engines.dataset_io import deepmd_systems, export_deepmd
 
     _, frames = emt_frames
     systems = [str(s) for s in deepmd_systems(export_deepmd(frames, tmp_path / "data", ["Al", "Cu"]))]

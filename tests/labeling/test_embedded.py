@@ -42,7 +42,7 @@ def test_chgnet_labels_20_generated_nafepo4_cells(mlipflow_home, chgnet):
 
 
 def test_chgnet_aimd_yields_sampled_frames(mlipflow_home, chgnet):
-    from mlipflow.engines.datasets import load_frames
+    from mlipflow.engines.repository import load_frames
 
     cells, _ = nafepo4_cells(1, seed=7)
     frames = chgnet.md(cells[0], temperature=1500, steps=12, timestep_fs=2.0, every=4, seed=1)
@@ -122,7 +122,7 @@ def test_bad_frames_become_failed_frames(mlipflow_home, mode, reason):
     assert status == [FrameStatus.ok, FrameStatus.failed, FrameStatus.ok, FrameStatus.failed]
     assert all(reason in f.failure_reason for f in frames if f.status == FrameStatus.failed)
     # failed frames are stored too (data), and excluded from datasets
-    from mlipflow.engines.datasets import build_dataset, load_frames
+    from mlipflow.engines.repository import build_dataset, load_frames
 
     assert len(load_frames([f.frame_id for f in frames])) == 4
     doc = build_dataset(f"bad-{mode}", frames)

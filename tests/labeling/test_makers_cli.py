@@ -11,7 +11,6 @@ import pytest
 from labeling_helpers import OUT_C2_DIR, cu_cells, olivine
 
 
-
 def _run(flow, store):
     from jobflow import run_locally
 
@@ -24,12 +23,10 @@ def _output(responses, job):
 
 def test_label_sample_build_flow(store, tmp_path):
     from jobflow import Flow
-
-    from mlipflow.engines.datasets import load_dataset
-    from mlipflow.makers.labeling import (BuildDatasetMaker, EmbeddedAIMDMaker, FrameSamplerMaker,
-                                          LabelStructuresMaker)
-
     from pymatgen.io.ase import AseAtomsAdaptor
+
+    from mlipflow.engines.repository import load_dataset
+    from mlipflow.makers.labeling import BuildDatasetMaker, EmbeddedAIMDMaker, FrameSamplerMaker, LabelStructuresMaker
 
     cells = [AseAtomsAdaptor.get_structure(a) for a in cu_cells(4)]
     label = LabelStructuresMaker(labeler="emt").make(cells, metadata={"stage": "init"})
@@ -52,7 +49,7 @@ def test_label_sample_build_flow(store, tmp_path):
 
 
 def test_sampler_uniform_and_per_composition(mlipflow_home):
-    from mlipflow.engines.datasets import sample_frames
+    from mlipflow.engines.dataset_io import sample_frames
     from mlipflow.engines.labelers import get_labeler
 
     lab = get_labeler("emt")
@@ -84,9 +81,9 @@ def mock_vasp(monkeypatch, tmp_path):
 
 def test_vasp_makers_flow_yields_frames(store, tmp_path, mock_vasp, monkeypatch):
     from jobflow import Flow
+    from labeling_helpers import VASP_REF
 
     from mlipflow.makers.labeling import VaspRelaxMaker, VaspStaticMaker
-    from labeling_helpers import VASP_REF
 
     root = tmp_path / "vasp_ref"
     for job in ("nafepo4_ace_static", "nafepo4_ace_relax"):
@@ -102,7 +99,7 @@ def test_vasp_makers_flow_yields_frames(store, tmp_path, mock_vasp, monkeypatch)
     responses = run_locally(Flow([static, relax]), store=store, create_folders=True, log=False, ensure_success=True)
     out = responses[static.jobs[-1].uuid][1].output
     assert out["n_ok"] == 1 and out["labeler"] == "vasp:nafepo4_ace"
-    from mlipflow.engines.datasets import load_frames
+    from mlipflow.engines.repository import load_frames
 
     (frame,) = load_frames(out["frame_ids"])
     assert frame.energy == pytest.approx(-20.23985977) and frame.labeler_settings["calc_type"] == "static"
@@ -161,7 +158,10 @@ def test_cli_label_aimd_mode(mlipflow_home, tmp_path, capsys):
                  "--timestep", "2", "--every", "4", str(tmp_path / "cell.extxyz"), "--dataset", "md-set"]) == 0
     out = capsys.readouterr().out
     assert "3 ok, 0 failed" in out and "md-set version 1: 3 frames" in out
-    assert _cli(["label", "--labeler", "emt", "--mode", "relax", str(tmp_path / "cell.extxyz")]) == 2
+    # every labeler offers relaxation trajectories (the labeler protocol): EMT through an ASE optimiser
+    assert _cli(["label", "--labeler", "emt", "--mode", "relax", str(tmp_path / "cell.extxyz")]) == 0
+    assert "0 failed" in capsys.readouterr().out
+    assert _cli(["label", "--labeler", "emt", "--mode", "anneal", str(tmp_path / "cell.extxyz")]) == 2
 
 
 def test_cli_errors_are_one_message(mlipflow_home, tmp_path, capsys):
@@ -181,7 +181,7 @@ def test_cli_label_reports_failed_frames(mlipflow_home, tmp_path, capsys):
                  "--dataset", "strict", "--references", "none"]) == 0
     out = capsys.readouterr().out
     assert "0 ok, 2 failed" in out and "2 failed excluded" in out
-    from mlipflow.engines.datasets import load_dataset
+    from mlipflow.engines.repository import load_dataset
 
     doc, _ = load_dataset("strict")
     assert doc.frame_ids == [] and doc.n_failed_excluded == 2
@@ -207,10 +207,10 @@ def test_vasp_aimd_maker_uses_preset_and_serializes():
 def test_failed_vasp_job_still_yields_a_failed_frame(store, tmp_path, mock_vasp, monkeypatch):
     """The atomate2 job raises (inputs differ from the references): the frames job still runs."""
     from jobflow import run_locally
-
-    from mlipflow.engines.datasets import load_frames
-    from mlipflow.makers.labeling import VaspStaticMaker
     from labeling_helpers import VASP_REF
+
+    from mlipflow.engines.repository import load_frames
+    from mlipflow.makers.labeling import VaspStaticMaker
 
     root = tmp_path / "vasp_ref"
     shutil.copytree(VASP_REF / "nafepo4_ace_static" / "inputs", root / "wrong" / "inputs")

@@ -181,7 +181,7 @@ def test_unconverged_scf_becomes_failed_frame(mlipflow_home, tmp_path, mock_vasp
 
 
 def test_import_real_vasp_files(mlipflow_home, tmp_path):
-    from mlipflow.engines.datasets import import_files
+    from mlipflow.engines.dataset_io import import_files
 
     (f1,) = import_files([OUT_C2 / "vasprun.xml"])
     assert f1.energy == pytest.approx(C2_ENERGY) and f1.status == FrameStatus.ok
@@ -251,7 +251,7 @@ def test_custodian_give_up_becomes_failed_frame(mlipflow_home, tmp_path, potcar_
     assert "custodian/VASP job failed" in frame.failure_reason
     assert frame.formula == "LiFePO4"  # the input structure, from POSCAR
     # failed frames are stored (data), excluded from datasets but counted
-    from mlipflow.engines.datasets import build_dataset, load_frames
+    from mlipflow.engines.repository import build_dataset, load_frames
 
     assert load_frames([frame.frame_id])[0].status == FrameStatus.failed
     doc = build_dataset("failed-only", [frame])

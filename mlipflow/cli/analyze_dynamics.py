@@ -224,7 +224,7 @@ def elastic(
 ) -> None:
     """Elastic constants C_ij, C11/C12/C44, K, G, E, ν by stepwise strain (ASE) or a LAMMPS deck."""
     from mlipflow.analysis import elastic as el
-    from mlipflow.makers.analysis_dynamics import make_calculator
+    from mlipflow.engines.potentials import calculator as make_calculator
 
     if not structure.is_file():
         raise UserError(f"no such file: {structure}", "check the path")
@@ -238,10 +238,10 @@ def elastic(
         if not potential:
             raise UserError("--lammps-deck needs the potential lines", 'e.g. --potential "pair_style lj/cut 8.5" '
                             '--potential "pair_coeff * * 0.0104 3.4"')
-        from ase.io import write
+        from mlipflow.engines.lammps import write_lammps_data
 
         lammps_deck.mkdir(parents=True, exist_ok=True)
-        write(lammps_deck / "structure.data", atoms, format="lammps-data", atom_style="atomic", masses=True)
+        write_lammps_data(atoms, lammps_deck / "structure.data", None, atom_style="atomic", masses=True)
         (lammps_deck / "in.elastic").write_text(el.lammps_elastic_deck("structure.data", potential, strain=strain,
                                                                        steps=steps))
         console.print(f"wrote {lammps_deck / 'in.elastic'} and structure.data; run `lmp -in in.elastic` there, "
@@ -251,7 +251,7 @@ def elastic(
         kwargs = json.loads(calc_kwargs) if calc_kwargs else {}
     except json.JSONDecodeError as exc:
         raise UserError(f"--calc-kwargs is not JSON: {exc}", "e.g. --calc-kwargs '{\"sigma\": 3.4}'") from None
-    calc = make_calculator(calculator, kwargs)
+    calc = make_calculator(calculator, **kwargs)
     res = el.elastic_constants(atoms, calc, strain=strain, steps=steps, fmax=fmax, progress=False)
     t = Table(title=f"elastic constants (GPa) of {atoms.get_chemical_formula()}, {calculator}")
     t.add_column("")

@@ -30,7 +30,7 @@ def show(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write energy/force/composition histograms (PNG)."),
 ) -> None:
     """List datasets, or show one version: sizes, split, compositions, reference energies, exports."""
-    from mlipflow.engines.datasets import list_datasets, load_dataset
+    from mlipflow.engines.repository import list_datasets, load_dataset
 
     if name is None:
         docs = list_datasets()
@@ -60,7 +60,7 @@ def show(
     if doc.exports:
         console.print(f"  exports: {doc.exports}")
     if plot is not None:
-        from mlipflow.engines.datasets import plot_dataset
+        from mlipflow.engines.dataset_io import plot_dataset
 
         console.print(f"  plot: {plot_dataset(doc, frames, plot)}")
 
@@ -75,7 +75,8 @@ def export(
     split: str = typer.Option("all", "--split", help="all | train | test."),
 ) -> None:
     """Export a dataset version for pacemaker (gzip pandas pickle), as extxyz, or as DeePMD npy."""
-    from mlipflow.engines.datasets import export_deepmd, export_extxyz, export_pacemaker, load_dataset, record_export
+    from mlipflow.engines.dataset_io import export_deepmd, export_extxyz, export_pacemaker
+    from mlipflow.engines.repository import load_dataset, record_export
 
     fmt = fmt.lower()
     if fmt not in FORMATS:
@@ -109,7 +110,8 @@ def import_(
     extend: bool = typer.Option(True, "--extend/--new", help="Extend the latest version of the dataset if it exists."),
 ) -> None:
     """Import labeled frames from VASP runs, extxyz or pacemaker pickles into a dataset."""
-    from mlipflow.engines.datasets import build_dataset, import_files, list_datasets
+    from mlipflow.engines.dataset_io import import_files
+    from mlipflow.engines.repository import build_dataset, list_datasets
 
     frames = import_files(list(paths))
     parent = dataset if extend and any(d.name == dataset for d in list_datasets()) else None

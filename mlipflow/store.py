@@ -88,6 +88,17 @@ def job_store(settings: Settings | None = None) -> JobStore:
     )
 
 
+def current_store() -> JobStore:
+    """The store of the running jobflow job, else mlipflow's configured job store (connected)."""
+    from jobflow import CURRENT_JOB
+
+    store = getattr(CURRENT_JOB, "store", None)
+    if store is None:
+        store = job_store()
+        store.connect()
+    return store
+
+
 def describe(settings: Settings | None = None) -> str:
     """Where documents go, without secrets."""
     from mlipflow.settings import redact_uri

@@ -28,7 +28,7 @@ def read_structures(files: list[Path]) -> list[tuple[Any, str]]:
     JSON, or mlipflow structure-set JSON; a directory contributes the files inside it."""
     from pymatgen.core import Structure
 
-    from mlipflow.engines.datasets import to_structure
+    from mlipflow.engines.frames import to_structure
 
     out: list[tuple[Any, str]] = []
     paths: list[Path] = []
@@ -102,15 +102,15 @@ def command(
     seed: int = typer.Option(0, "--seed", help="Seed of the split."),
     references: str = typer.Option("auto", "--references", help="Isolated-atom energies: auto (computed by the labeler; not for VASP), none, or El=eV,... ."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Recompute frames stored as failed."),
-    mode: str = typer.Option("static", "--mode", help="static (single points) | aimd (NVT MD, a frame every --every steps) | relax (VASP: every ionic step)."),
+    mode: str = typer.Option("static", "--mode", help="static (single points) | aimd (NVT MD, a frame every --every steps) | relax (every ionic step: VASP RelaxMaker or an ASE optimiser)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="aimd: temperature (K); VASP default: the set's preset."),
     steps: Optional[int] = typer.Option(None, "--steps", help="aimd: number of MD steps."),
     timestep: Optional[float] = typer.Option(None, "--timestep", help="aimd: time step (fs)."),
     every: Optional[int] = typer.Option(None, "--every", help="aimd: keep a frame every N steps."),
 ) -> None:
     """Label structures with a reference calculator (cached by content hash) and optionally build a dataset."""
-    from mlipflow.engines.datasets import build_dataset
     from mlipflow.engines.labelers import get_labeler
+    from mlipflow.engines.repository import build_dataset
     from mlipflow.schemas import FrameStatus
 
     items = read_structures(list(files))
@@ -132,8 +132,6 @@ def command(
             origins += [f"{o}@{f.step}" for f in traj]
         items = list(zip([None] * len(frames), origins))
     elif mode == "relax":
-        if not hasattr(lab, "relax"):
-            raise UserError(f"--mode relax needs a VASP labeler (got {lab.name})", "use --labeler vasp:<set>, or --mode static/aimd")
         frames, origins = [], []
         for s, o in items:
             traj = lab.relax(s, metadata={"file": o})

@@ -80,10 +80,8 @@ def run(
     from jobflow.managers.local import run_locally
 
     from mlipflow.campaign import build_flow, load_campaign
-    from mlipflow.settings import get_settings
+    from mlipflow.settings import apply_thread_settings, get_settings
     from mlipflow.store import describe, job_store
-
-    from mlipflow.settings import apply_thread_settings
 
     camp = load_campaign(campaign_file)
     settings = get_settings()
@@ -191,10 +189,8 @@ def worker(
     from fireworks import FWorker
     from fireworks.core.rocket_launcher import launch_rocket, rapidfire
 
-    from mlipflow.settings import get_settings
+    from mlipflow.settings import apply_thread_settings, get_settings
     from mlipflow.store import job_store
-
-    from mlipflow.settings import apply_thread_settings
 
     settings = get_settings()
     apply_thread_settings(settings)
