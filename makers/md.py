@@ -46,8 +46,8 @@ def run_md_cached(engine: str, protocol: MDProtocol, structure: Any, potential: 
 
     def compute() -> MDRunDoc:
         workdir = cache.entry_path("md-workdir", key)
-        options = {"max_force": max_force} if engine == "ase" else {}
-        res = run_md(engine, protocol, sdict, potential, workdir, run_id=run_id, progress=progress, **options)
+        res = run_md(engine, protocol, sdict, potential, workdir, run_id=run_id, progress=progress,
+                     max_force=max_force)
         doc = res.to_doc(potential=ref, include_frames=include_frames)
         doc.run_id = run_id
         doc.input_hash = cache.cache_key("md", *key)

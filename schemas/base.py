@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+#: Default schema version; each document type sets its own ``doc_schema_version`` (bumped when its shape changes).
 SCHEMA_VERSION = "1.0"
 
 #: Distributions whose versions are recorded in every document (those installed).
@@ -100,9 +101,10 @@ class MlipflowDocument(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", populate_by_name=True)
 
     doc_type: ClassVar[str] = "document"
+    doc_schema_version: ClassVar[str] = SCHEMA_VERSION
 
     type: str = Field("", description="Document type (collection discriminator); set automatically.")
-    schema_version: str = Field(SCHEMA_VERSION, description="Version of the mlipflow document schema.")
+    schema_version: str = Field("", description="Version of this document type's schema (set automatically).")
     created_at: datetime = Field(
         default_factory=lambda: datetime.now(timezone.utc), description="Creation time (UTC)."
     )
@@ -126,4 +128,6 @@ class MlipflowDocument(BaseModel):
     def _set_type(self):
         if not self.type:
             object.__setattr__(self, "type", self.doc_type)
+        if not self.schema_version:
+            object.__setattr__(self, "schema_version", self.doc_schema_version)
         return self

@@ -80,6 +80,7 @@ class DatasetDoc(MlipflowDocument):
     """A versioned, immutable set of frame ids with a train/test split."""
 
     doc_type = "dataset"
+    doc_schema_version = "2.0"  # 2.0: parent is a DatasetRef
     name: str = Field(..., description="Dataset name.")
     version: int = Field(1, description="Version number; each change makes a new version.")
     frame_ids: list[str] = Field(default_factory=list, description="Member frames (only status 'ok').")

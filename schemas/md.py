@@ -52,6 +52,7 @@ class MDRunDoc(MlipflowDocument):
     """An MD run."""
 
     doc_type = "md_run"
+    doc_schema_version = "2.0"  # 2.0: engine is a registry name; potential reference, run_id, label, bounded
     protocol: MDProtocol = Field(..., description="The protocol that was run.")
     engine: str = Field(..., description="MD engine (registry name): 'ase', 'lammps', ...")
     potential: PotentialRef | None = Field(None, description="The potential that drove the run.")

@@ -76,6 +76,7 @@ class PotentialDoc(MlipflowDocument):
     """A fitted potential (ACE via pacemaker, DeePMD-kit, ...)."""
 
     doc_type = "potential"
+    doc_schema_version = "2.0"  # 2.0: kind is a registry name; ref, roles; dataset/warm start as references
     kind: str = Field(..., description="Potential kind (registry name): 'ace' (pacemaker), 'dp' (DeePMD-kit).")
     ref: PotentialRef | None = Field(None, description="The reference later jobs use (set by the job that made it).")
     roles: dict[str, str] = Field(default_factory=dict, description="Role -> file name in `files` (model, yace, active_set, input).")
@@ -148,6 +149,7 @@ class ALIterationDoc(MlipflowDocument):
     """One batch active-learning iteration."""
 
     doc_type = "al_iteration"
+    doc_schema_version = "2.0"  # 2.0: references, metrics, stop reasons and history as models
     iteration: int = Field(..., description="Iteration number (0 = initial fit).")
     potential: PotentialRef | None = Field(None, description="Potential used for exploration.")
     n_runs: int = Field(0, description="Exploration runs.")

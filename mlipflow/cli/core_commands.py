@@ -124,9 +124,30 @@ def _print_summary(campaign: str, settings) -> None:
     table = Table(title=f"campaign {campaign}: summary")
     table.add_column("quantity")
     table.add_column("value")
+    history = summary.pop("history", None)
     for k, v in summary.items():
-        table.add_row(str(k), json.dumps(v, default=_json_default) if isinstance(v, (dict, list)) else str(v))
+        table.add_row(str(k), _short(v))
     console.print(table)
+    if history:
+        it = Table(title="iterations")
+        cols = ["iteration", "n_runs", "n_terminated", "n_candidates", "n_selected", "n_labeled", "n_label_failed"]
+        for c in [*cols, "test force RMSE (eV/Å)", "previous on same set"]:
+            it.add_column(c)
+        for h in history:
+            prev = (h.get("previous_test") or {}).get("force_rmse")
+            it.add_row(*[str(h.get(c)) for c in cols], _short((h.get("test") or {}).get("force_rmse")), _short(prev))
+        console.print(it)
+
+
+def _short(v) -> str:
+    """A summary value for a table cell: references by name/hash, floats to 4 digits."""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict) and "kind" in v and ("input_hash" in v or "uuid" in v):
+        return f"{v['kind']} {v.get('name') or (v.get('input_hash') or '')[:12]}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, default=_json_default)
+    return str(v)
 
 
 def load_launchpad(path: Path):

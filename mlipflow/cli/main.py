@@ -41,22 +41,25 @@ SUBCOMMANDS = {
 COMMAND_MODULES = ["mlipflow.cli.core_commands"]
 
 
+def _import_command_module(mod_name: str):
+    """The command module, or None when it does not exist (a broken import inside it still raises)."""
+    try:
+        return importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == mod_name:
+            return None
+        raise
+
+
 def _register() -> None:
     for mod_name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == mod_name:
-                continue
-            raise
-        mod.register(app)
+        mod = _import_command_module(mod_name)
+        if mod is not None:
+            mod.register(app)
     for name, mod_name in SUBCOMMANDS.items():
-        try:
-            mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == mod_name:
-                continue
-            raise
+        mod = _import_command_module(mod_name)
+        if mod is None:
+            continue
         if isinstance(getattr(mod, "app", None), typer.Typer):
             app.add_typer(mod.app, name=name)
         elif callable(getattr(mod, "command", None)):
