@@ -42,10 +42,18 @@ def load_parameters(ref, files) -> dict[str, Any]:
     return data
 
 
-def pair_lines(params: dict[str, Any], elements: list[str]) -> list[str]:
-    """pair_style, pair_coeff (types by ``elements`` order), kspace_style and charge lines."""
+def _kokkos(style_line: str) -> str:
+    """'buck/coul/long 10.0' -> 'buck/coul/long/kk 10.0' (the KOKKOS variant of the style)."""
+    style, _, args = str(style_line).partition(" ")
+    return f"{style}/kk {args}".strip()
+
+
+def pair_lines(params: dict[str, Any], elements: list[str], kokkos: bool = False) -> list[str]:
+    """pair_style, pair_coeff (types by ``elements`` order), kspace_style and charge lines
+    (styles with their KOKKOS ``/kk`` variants when ``kokkos``)."""
     index = {el: i for i, el in enumerate(elements, start=1)}
-    lines = [f"pair_style {params['pair_style']}"]
+    style = _kokkos(params["pair_style"]) if kokkos else params["pair_style"]
+    lines = [f"pair_style {style}"]
     for pair, coeffs in (params.get("pair_coeff") or {}).items():
         a, _, b = str(pair).partition("-")
         coeffs = " ".join(str(c) for c in (coeffs if isinstance(coeffs, (list, tuple)) else [coeffs]))
@@ -57,7 +65,7 @@ def pair_lines(params: dict[str, Any], elements: list[str]) -> list[str]:
         i, j = sorted((index[a], index[b]))
         lines.append(f"pair_coeff {i} {j} {coeffs}")
     if params.get("kspace_style"):
-        lines.append(f"kspace_style {params['kspace_style']}")
+        lines.append(f"kspace_style {_kokkos(params['kspace_style']) if kokkos else params['kspace_style']}")
     charges = params.get("charges") or {}
     missing = [el for el in elements if charges and el not in charges]
     if missing:
@@ -90,13 +98,14 @@ class ClassicalKind(PotentialKind):
 
     def lammps_packages(self, ref, kokkos=False):
         params = load_parameters(ref, {k: Path(v) for k, v in ref.paths.items()}) if ref is not None else {}
-        return _packages(params)
+        return _packages(params) + (["KOKKOS"] if kokkos else [])
 
     def lammps_pair(self, files, elements, kokkos=False, uncertainty=False) -> PairBlock:
         params = load_parameters(None, files)
         charged = bool(params.get("charges"))
-        return PairBlock(lines=["# classical pair style", *pair_lines(params, elements)],
-                         atom_style="charge" if charged else "atomic", packages=_packages(params))
+        return PairBlock(lines=["# classical pair style", *pair_lines(params, elements, kokkos=kokkos)],
+                         atom_style="charge" if charged else "atomic",
+                         packages=_packages(params) + (["KOKKOS"] if kokkos else []))
 
     def ase_calculator(self, files, uncertainty: bool = False, elements: list[str] | None = None, **options: Any):
         try:

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mlipflow.errors import MissingDependencyError, UserError
-from mlipflow.schemas.base import content_hash
+from mlipflow.schemas.base import Model, content_hash
 from mlipflow.schemas.potentials import ErrorMetrics, PotentialDoc
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ THREAD_ENV = {
 RESULT_FILE = "fit_result.json"
 
 
-class AceFitSettings(BaseModel):
+class AceFitSettings(Model):
     """pacemaker fit settings; :meth:`render` gives the ``input.yaml`` dictionary."""
 
     model_config = {"extra": "forbid"}
@@ -201,7 +201,7 @@ class AceFitSettings(BaseModel):
         return yaml.safe_dump(self.render(*args, **kwargs), sort_keys=False, default_flow_style=None)
 
 
-class FitResult(BaseModel):
+class FitResult(Model):
     """What a pacemaker fit produced (saved as ``workdir/fit_result.json``)."""
 
     workdir: str

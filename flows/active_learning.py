@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from jobflow import Flow, Maker, Response, job
 from pydantic import ValidationError
@@ -51,6 +51,7 @@ from mlipflow.schemas import (
     content_hash,
 )
 from mlipflow.schemas.active_learning import ActiveLearningConfig, LoopConfig, StructuresConfig
+from mlipflow.workers import assign_needs, replace_with
 
 log = logging.getLogger("mlipflow.al")
 
@@ -65,6 +66,7 @@ def _model(cls, obj):
 class ActiveLearningIterationMaker(Maker):
     """One iteration: explore new cells, select + label + merge, refit, decide."""
 
+    need: ClassVar[str] = "light"
     name: str = "iteration"
     structures: StructuresConfig = field(default_factory=StructuresConfig)
     structures_per_iteration: int | None = None
@@ -93,7 +95,7 @@ class ActiveLearningIterationMaker(Maker):
             sel.output.dataset, warm_start=potential, campaign=campaign)
         dec = decide(self, iteration, sel.output, fit.output, history, campaign)
         dec.name = f"decide_{iteration}"
-        return Response(replace=Flow([*explores, sel, fit, dec], output=dec.output, name=f"iteration_{iteration}"))
+        return replace_with([*explores, sel, fit, dec], dec.output, name=f"iteration_{iteration}")
 
 
 def stop_rule(doc: ALIterationDoc, loop: LoopConfig, gamma_lo: float) -> tuple[StopReason | None, str | None]:
@@ -133,7 +135,7 @@ def decide(maker: ActiveLearningIterationMaker, iteration: int, selection: ALIte
         return doc
     nxt = replace(maker, name=f"iteration_{iteration + 1}").make(
         iteration + 1, doc.new_potential, doc.dataset, [r.model_dump(mode="json") for r in rows], campaign)
-    return Response(output=doc, replace=nxt)
+    return Response(output=doc, replace=assign_needs(nxt))
 
 
 @job
@@ -244,7 +246,7 @@ class ActiveLearningMaker(Maker):
         summ = summarize(self.config, fit0.output, loop_output, stability, init.output, campaign)
         summ.name = "summarize"
         jobs.append(summ)
-        return Flow(jobs, output=summ.output, name=f"{campaign}:{self.name}")
+        return assign_needs(Flow(jobs, output=summ.output, name=f"{campaign}:{self.name}"))
 
     @classmethod
     def from_config(cls, cfg: ActiveLearningConfig, campaign: str | None = None) -> ActiveLearningMaker:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 from jobflow import Maker, job
 
@@ -70,6 +70,7 @@ class AceFitMaker(Maker):
     The work directory is the cache entry of the fit's input hash (or ``workdir``).
     """
 
+    need: ClassVar[str] = "gpu"
     name: str = "fit"
     settings: AceFitSettings = field(default_factory=AceFitSettings)
     workdir: str | None = None
@@ -108,7 +109,7 @@ class AceFitMaker(Maker):
                 from mlipflow.engines.ace_eval import evaluate_potential
 
                 warm_test = evaluate_potential(warm_files.ref, str(test)).metrics
-        name = self.potential_name or (f"{campaign}-{ds_ref}" if campaign and ds_ref else "")
+        name = self.potential_name or (f"ace-{ds_ref.name}-v{ds_ref.version}" if ds_ref else "")
         doc = potential_doc(result, name=name, dataset=ds_ref, warm_start_from=warm)
         doc.warm_start_test_metrics = warm_test
         doc.campaign = campaign

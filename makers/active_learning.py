@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 from jobflow import Maker, job
@@ -109,6 +110,7 @@ def split_errors(potential: PotentialRef, dataset: DatasetRef) -> ErrorMetrics:
 class InitialStructuresMaker(Maker):
     """Pseudo-random cells over the composition triangle (paper: 66 compositions × 3 scales)."""
 
+    need: ClassVar[str] = "light"
     name: str = "al_structures"
     structures: StructuresConfig = field(default_factory=StructuresConfig)
 
@@ -125,8 +127,14 @@ class InitialStructuresMaker(Maker):
 
 @dataclass
 class InitialDatasetMaker(Maker):
-    """High-temperature MD of every cell with the reference labeler -> the first dataset version."""
+    """High-temperature MD of every cell with the reference labeler -> the first dataset version.
 
+    Fans out: one reference job per cell (VASP: atomate2's MDMaker; embedded: a LabelMaker job) and
+    one static job per isolated atom whose reference energy is not configured, then
+    :func:`gather_dataset` builds the version from their frame ids.
+    """
+
+    need: ClassVar[str] = "light"
     name: str = "al_initial_dataset"
     labeler: str = "chgnet"
     aimd: AIMDConfig = field(default_factory=AIMDConfig)
@@ -134,34 +142,63 @@ class InitialDatasetMaker(Maker):
     reference_energies: dict[str, float] | None = None
 
     @job
-    def make(self, structure_set: StructureSetDoc | dict, campaign: str | None = None) -> DatasetDoc:
+    def make(self, structure_set: StructureSetDoc | dict, campaign: str | None = None):
         from pymatgen.core import Structure
 
         from mlipflow.engines.labelers import get_labeler
+        from mlipflow.makers.labeling import reference_job
+        from mlipflow.workers import replace_with
 
         cfg = self.aimd
         sset = structure_set if isinstance(structure_set, StructureSetDoc) else StructureSetDoc.model_validate(
             {k: v for k, v in dict(structure_set).items() if not k.startswith("@")})
-        lab = get_labeler(self.labeler)
-        frames = []
+        runs = []
         for k, (sd, info) in enumerate(zip(sset.structures, sset.entries)):
-            log.info("initial MD %d/%d: %s scale %s", k + 1, len(sset.structures), info.get("formula"), info.get("scale"))
-            frames += lab.md(Structure.from_dict(sd), temperature=cfg.temperature, steps=cfg.steps,
-                             timestep_fs=cfg.timestep_fs, every=cfg.every, seed=k, source="aimd",
-                             metadata={"composition": info.get("label"), "scale": info.get("scale")})
-        elements = sorted({el for f in frames for el in f.elements})
+            runs.append(reference_job(self.labeler, "md", Structure.from_dict(sd), name=f"aimd_{k}", source="aimd",
+                                      metadata={"composition": info.get("label"), "scale": info.get("scale")},
+                                      temperature=cfg.temperature, steps=cfg.steps, timestep_fs=cfg.timestep_fs,
+                                      every=cfg.every, seed=k))
+        elements = sorted({el for sd in sset.structures for el in Structure.from_dict(sd).symbol_set})
         refs = dict(self.reference_energies or {})
-        missing = [el for el in elements if el not in refs]
-        if missing:
-            refs.update(lab.reference_energies(missing))
-        return dataset_version(self.dataset_name, frames, split=cfg.split, test_fraction=cfg.test_fraction,
-                               reference_energies=refs, campaign=campaign)
+        lab = get_labeler(self.labeler)
+        refs.update({el: e for el, e in lab.configured_reference_energies.items() if el in elements and el not in refs})
+        atoms = {el: reference_job(self.labeler, "static", lab.isolated_atom(el), name=f"isolated_{el}",
+                                   source="isolated_atom", metadata={"element": el})
+                 for el in elements if el not in refs}
+        gather = gather_dataset(self.dataset_name, [r.output for r in runs], refs,
+                                {el: j.output for el, j in atoms.items()}, split=cfg.split,
+                                test_fraction=cfg.test_fraction, campaign=campaign)
+        gather.name = "gather_initial_dataset"
+        return replace_with([*runs, *atoms.values(), gather], gather.output, name="initial_dataset")
+
+
+@job
+def gather_dataset(name: str, outputs: list, reference_energies: dict[str, float],
+                   reference_outputs: dict[str, Any] | None = None, parent: DatasetRef | None = None,
+                   campaign: str | None = None, **kwargs) -> DatasetDoc:
+    """A dataset version from the frame ids of reference jobs (failed frames kept out, with reasons);
+    isolated-atom energies from ``reference_outputs`` (element -> output) complete the references."""
+    from mlipflow.engines.dataset_io import collect_frames
+    from mlipflow.errors import UserError
+
+    frames = collect_frames([o for o in outputs if o is not None])
+    refs = dict(reference_energies or {})
+    for el, out in (reference_outputs or {}).items():
+        fr = collect_frames(out)[0]
+        if fr.status != "ok" or fr.energy is None:
+            raise UserError(f"the isolated-atom energy of {el} could not be computed: {fr.failure_reason}",
+                            "give reference energies in the campaign (reference_energies: {El: eV}) or settings")
+        refs[el] = float(fr.energy)
+    return dataset_version(name, frames, parent=DatasetRef.coerce(parent) if parent else None, campaign=campaign,
+                           reference_energies=refs or None, **kwargs)
 
 
 @dataclass
 class SelectLabelMaker(Maker):
-    """Pool the exploration candidates, select by the selector (MaxVol), label, merge into the dataset."""
+    """Pool the exploration candidates, select by the selector (MaxVol), then fan out: one reference
+    job per selected frame and :func:`merge_labels`, whose output is the iteration's document."""
 
+    need: ClassVar[str] = "light"
     name: str = "select_label"
     selector: MaxVolSelector = field(default_factory=MaxVolSelector)
     labeler: str = "chgnet"
@@ -169,10 +206,11 @@ class SelectLabelMaker(Maker):
 
     @job
     def make(self, runs: list, potential: PotentialRef, dataset: DatasetRef, iteration: int,
-             campaign: str | None = None) -> ALIterationDoc:
+             campaign: str | None = None):
         from pymatgen.core import Structure
 
-        from mlipflow.engines.labelers import get_labeler
+        from mlipflow.makers.labeling import reference_job
+        from mlipflow.workers import replace_with
 
         dataset = DatasetRef.coerce(dataset)
         potential = PotentialRef.coerce(potential)
@@ -180,29 +218,46 @@ class SelectLabelMaker(Maker):
             {k: v for k, v in dict(r).items() if not k.startswith("@")}) for r in runs]
         sel = self.selector.select(runs, potential)
         records = [CandidateRecord(**r) for r in sel["records"]]
-        selected = [Structure.from_dict(d) for d in sel["selected"]]
-        frames = get_labeler(self.labeler).label(selected, source=f"al-iteration-{iteration}") if selected else []
-        n_ok = sum(f.status == "ok" for f in frames)
-        new_ds = (dataset_version(dataset.name, frames, parent=dataset, campaign=campaign, seed=iteration).ref
-                  if n_ok else dataset)
         all_g = [g for r in runs for g in (r.thermo.get("max_gamma") or []) if g is not None and not math.isnan(g)]
         stats = UncertaintyStats(n_above_lo=int(sum(r.max_gamma > self.gamma_lo for r in records)))
         if all_g:
             a = np.asarray(all_g)
             stats = stats.model_copy(update={"max": float(a.max()), "mean": float(a.mean()),
                                              "median": float(np.median(a)), "p90": float(np.percentile(a, 90))})
-        return ALIterationDoc(
+        doc = ALIterationDoc(
             iteration=iteration, potential=potential, n_runs=len(runs), terminated_runs=sel["terminated_runs"],
             n_candidates=sel["n_candidates"], n_selected=sel["n_selected"], candidates=records, gamma_stats=stats,
-            dataset=new_ds, n_labeled=n_ok, n_label_failed=sum(f.status != "ok" for f in frames), campaign=campaign,
-            input_hash=content_hash("al_iteration", potential.identity(), iteration, [r.input_hash for r in runs]),
-        )
+            dataset=dataset, campaign=campaign,
+            input_hash=content_hash("al_iteration", potential.identity(), iteration, [r.input_hash for r in runs]))
+        labels = [reference_job(self.labeler, "static", Structure.from_dict(d), name=f"label_{iteration}_{k}",
+                                source=f"al-iteration-{iteration}") for k, d in enumerate(sel["selected"])]
+        merge = merge_labels(doc, [j.output for j in labels])
+        merge.name = f"merge_{iteration}"
+        return replace_with([*labels, merge], merge.output, name=f"labels_{iteration}")
+
+
+@job
+def merge_labels(doc: ALIterationDoc | dict, outputs: list) -> ALIterationDoc:
+    """Merge the new labels into the next dataset version (failed labels excluded, counted)."""
+    from mlipflow.engines.dataset_io import collect_frames
+
+    doc = doc if isinstance(doc, ALIterationDoc) else ALIterationDoc.model_validate(
+        {k: v for k, v in dict(doc).items() if not k.startswith("@")})
+    frames = collect_frames([o for o in outputs if o is not None])
+    n_ok = sum(f.status == "ok" for f in frames)
+    if n_ok:
+        doc.dataset = dataset_version(doc.dataset.name, frames, parent=doc.dataset, campaign=doc.campaign,
+                                      seed=doc.iteration).ref
+    doc.n_labeled = n_ok
+    doc.n_label_failed = len(frames) - n_ok
+    return doc
 
 
 @dataclass
 class StabilityMaker(Maker):
     """A large random cell at high T with a potential: do energies and forces stay bounded?"""
 
+    need: ClassVar[str] = "gpu"
     name: str = "stability"
     stability: StabilityConfig = field(default_factory=StabilityConfig)
     structures: StructuresConfig = field(default_factory=StructuresConfig)
@@ -240,5 +295,6 @@ def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
-__all__ = ["InitialStructuresMaker", "InitialDatasetMaker", "SelectLabelMaker", "StabilityMaker",
+__all__ = ["InitialStructuresMaker", "InitialDatasetMaker", "SelectLabelMaker", "StabilityMaker", "gather_dataset",
+           "merge_labels",
            "generate_cells", "exploration_protocol", "dataset_version", "split_errors"]

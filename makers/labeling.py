@@ -1,8 +1,9 @@
 """Labeling makers: structure sets -> labeled frames -> sampled frames -> versioned datasets.
 
-* :class:`LabelStructuresMaker` — any labeler (``chgnet``, ``emt``, ``vasp:<set>``,
-  ``module:Class``) over a list of structures / a ``StructureSetDoc``.
-* :class:`EmbeddedAIMDMaker` — "AIMD" with an embedded calculator (ASE Langevin NVT).
+* :class:`LabelMaker` — an embedded labeler (``chgnet``, ``emt``, ``module:Class``): static, relax
+  or MD frames (:class:`LabelStructuresMaker`, :class:`EmbeddedAIMDMaker` are its presets).
+* :func:`reference_job` — one reference calculation as its own job, for any labeler (the flows'
+  fan-out: VASP through the atomate2 makers below, embedded labelers through :class:`LabelMaker`).
 * :class:`VaspStaticMaker`, :class:`VaspRelaxMaker`, :class:`VaspAIMDMaker` — atomate2
   ``StaticMaker``/``RelaxMaker``/``MDMaker`` (custodian, handlers on) followed by a job that
   parses the run directory into frames (every ionic step / every k-th MD step).
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from jobflow import Flow, Maker, job
 
@@ -48,39 +49,21 @@ def _entries(structures: Any) -> list[dict[str, Any]] | None:
 
 
 @dataclass
-class LabelStructuresMaker(Maker):
-    """Label a structure set with a labeler (cached by content hash; failures kept as data)."""
+class LabelMaker(Maker):
+    """Label structures with an embedded labeler, in this job: ``mode`` static (single points),
+    relax (every ``every``-th relaxation step) or md (NVT at ``temperature``, a frame every
+    ``every`` steps; structure ``i`` uses seed ``seed + i``). Cached by content hash; failures kept.
 
-    name: str = "label structures"
-    labeler: str = "chgnet"
-    labeler_kwargs: dict[str, Any] = field(default_factory=dict)
-    source: str = "static"
-
-    @job
-    def make(self, structures: Any, metadata: dict[str, Any] | None = None, campaign: str | None = None) -> dict:
-        from mlipflow.engines.dataset_io import frames_summary
-        from mlipflow.engines.labelers import get_labeler
-
-        structs = _structures(structures)
-        entries = _entries(structures)
-        metas = [{**(metadata or {}), **(entries[i] if entries and i < len(entries) else {})} for i in range(len(structs))]
-        if campaign:
-            metas = [{**m, "campaign": campaign} for m in metas]
-        lab = get_labeler(self.labeler, **self.labeler_kwargs)
-        frames = lab.label(structs, source=self.source, metadata=metas, progress=True)
-        return frames_summary(frames, labeler=lab.name, source=self.source)
-
-
-@dataclass
-class EmbeddedAIMDMaker(Maker):
-    """NVT MD with an embedded calculator (default CHGNet); a frame every ``every`` steps.
-
-    Defaults: the NaFePO4 initial-dataset protocol (5000 K, 100 × 2 fs, a frame every 40 fs).
+    One reference calculation per job is what the flows create (:func:`reference_job`); a list
+    of structures in one job is for small interactive use.
     """
 
-    name: str = "embedded aimd"
+    need: ClassVar[str] = "cpu"
+    name: str = "label"
     labeler: str = "chgnet"
     labeler_kwargs: dict[str, Any] = field(default_factory=dict)
+    mode: str = "static"
+    source: str | None = None
     temperature: float = 5000.0
     steps: int = 100
     timestep_fs: float = 2.0
@@ -88,16 +71,76 @@ class EmbeddedAIMDMaker(Maker):
     seed: int = 0
 
     @job
-    def make(self, structures: Any, metadata: dict[str, Any] | None = None) -> dict:
+    def make(self, structures: Any, metadata: dict[str, Any] | None = None, campaign: str | None = None) -> dict:
         from mlipflow.engines.dataset_io import frames_summary
         from mlipflow.engines.labelers import get_labeler
+        from mlipflow.errors import UserError
 
+        structs = _structures(structures)
+        entries = _entries(structures)
+        metas = [{**(metadata or {}), **(entries[i] if entries and i < len(entries) else {})} for i in range(len(structs))]
+        if campaign:
+            metas = [{**m, "campaign": campaign} for m in metas]
         lab = get_labeler(self.labeler, **self.labeler_kwargs)
-        frames = []
-        for i, s in enumerate(_structures(structures)):
-            frames += lab.md(s, temperature=self.temperature, steps=self.steps, timestep_fs=self.timestep_fs,
-                             every=self.every, seed=self.seed + i, metadata=metadata, progress=True)
-        return frames_summary(frames, labeler=lab.name, source="aimd")
+        if self.mode == "static":
+            source = self.source or "static"
+            frames = lab.label(structs, source=source, metadata=metas, progress=True)
+        elif self.mode in ("md", "relax"):
+            source = self.source or ("aimd" if self.mode == "md" else "relax")
+            frames = []
+            for i, (s, meta) in enumerate(zip(structs, metas)):
+                if self.mode == "md":
+                    frames += lab.md(s, temperature=self.temperature, steps=self.steps, timestep_fs=self.timestep_fs,
+                                     every=self.every, seed=self.seed + i, source=source, metadata=meta)
+                else:
+                    frames += lab.relax(s, every=self.every, source=source, metadata=meta)
+        else:
+            raise UserError(f"unknown labeling mode {self.mode!r}", "use static, relax or md")
+        return frames_summary(frames, labeler=lab.name, source=source)
+
+
+@dataclass
+class LabelStructuresMaker(LabelMaker):
+    """Static labels of a structure set (see :class:`LabelMaker`)."""
+
+    name: str = "label structures"
+    mode: str = "static"
+
+
+@dataclass
+class EmbeddedAIMDMaker(LabelMaker):
+    """NVT MD with an embedded calculator (default CHGNet); a frame every ``every`` steps.
+
+    Defaults: the NaFePO4 initial-dataset protocol (5000 K, 100 × 2 fs, a frame every 40 fs).
+    """
+
+    name: str = "embedded aimd"
+    mode: str = "md"
+
+
+def reference_job(labeler: str, mode: str, structure: Any, name: str, metadata: dict[str, Any] | None = None,
+                  source: str | None = None, **md: Any):
+    """One reference calculation as its own job (or atomate2 sub-flow), whose output has ``frame_ids``.
+
+    VASP labelers (``vasp:<set>``) become atomate2's Static/Relax/MD maker plus the parsing job;
+    embedded labelers a :class:`LabelMaker` job. ``md``: temperature, steps, timestep_fs, every, seed.
+    """
+    from mlipflow.engines.labelers import get_labeler
+
+    lab = get_labeler(labeler)
+    if lab.kind == "vasp":
+        cls = {"static": VaspStaticMaker, "relax": VaspRelaxMaker, "md": VaspAIMDMaker}[mode]
+        kwargs = {k: md[k] for k in ("temperature", "steps", "timestep_fs") if mode == "md" and k in md}
+        if mode != "static" and "every" in md:
+            kwargs["every"] = md["every"]
+        if source == "isolated_atom":  # a free atom: no symmetry, Γ only (as VaspLabeler.reference_energies)
+            from mlipflow.engines.vasp import _gamma_only
+
+            kwargs["labeler_kwargs"] = {"user_incar_settings": {"ISYM": 0}, "user_kpoints_settings": _gamma_only()}
+        return cls(name=name, input_set=lab.set_name, **kwargs, **({"source": source} if source else {})).make(structure)
+    maker = LabelMaker(name=name, labeler=labeler, mode=mode, source=source,
+                       **{k: v for k, v in md.items() if k in ("temperature", "steps", "timestep_fs", "every", "seed")})
+    return maker.make(structure, metadata=metadata)
 
 
 @job

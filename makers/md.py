@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from jobflow import Maker, job
 
@@ -60,6 +60,7 @@ def run_md_cached(engine: str, protocol: MDProtocol, structure: Any, potential: 
 class MDMaker(Maker):
     """Run ``protocol`` with ``engine`` on a structure and a potential -> :class:`MDRunDoc`."""
 
+    need: ClassVar[str] = "gpu"
     name: str = "md"
     engine: str = "ase"
     protocol: MDProtocol = field(default_factory=MDProtocol)

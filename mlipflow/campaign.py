@@ -35,6 +35,7 @@ class CampaignFile(BaseModel):
     flow: str = Field(..., description="Registered flow name or 'module:function'.")
     description: str = Field("", description="Free text.")
     parameters: dict[str, Any] = Field(default_factory=dict, description="Flow builder arguments.")
+    categories: dict[str, str] | None = Field(None, description="Kind of job ('cpu', 'gpu', 'light') -> worker category for this campaign (default: settings.categories).")
 
 
 def load_campaign(path: str | Path) -> CampaignFile:
@@ -71,10 +72,19 @@ def resolve_flow(name: str):
 
 
 def build_flow(campaign: CampaignFile, workdir: Path | None = None):
+    """The campaign's flow, each job with its kind of node (``campaign.categories`` or the settings')."""
+    from mlipflow.settings import get_settings
+    from mlipflow.workers import assign_needs, check_categories
+
+    configured = get_settings().categories
+    categories = configured
+    if campaign.categories is not None:
+        check_categories(campaign.categories, configured)
+        categories = campaign.categories
     builder = resolve_flow(campaign.flow)
     params = dict(campaign.parameters)
     try:
-        return builder(campaign=campaign.name, **params)
+        return assign_needs(builder(campaign=campaign.name, **params), categories)
     except TypeError as exc:
         raise UserError(
             f"flow {campaign.flow!r} rejected the parameters: {exc}",

@@ -107,6 +107,23 @@ class Settings(BaseSettings):
         description="Isolated-atom energies (eV) per labeler, e.g. {'vasp:nafepo4_ace': {'Na': -1.3, ...}}; "
                     "missing ones are computed by the labeler.")
     threads: int = Field(1, ge=1, description="Threads for TensorFlow/torch/OpenMP in embedded runs.")
+    categories: dict[str, str] = Field(
+        default_factory=dict,
+        description="Kind of node each kind of job needs -> the worker that runs it: keys 'cpu' (reference "
+                    "calculations: VASP, CHGNet labels), 'gpu' (fits, DeePMD training, MD), 'light' (gathering, "
+                    "selection, analysis); values are FireWorks categories (FWorker category) and jobflow-remote "
+                    "worker names. Empty (the laptop profile): one worker runs everything.")
+    jobflow_remote_project: str | None = Field(None, description="jobflow-remote project name used by `mlipflow submit --launcher jobflow-remote`.")
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, v: dict[str, str]) -> dict[str, str]:
+        from mlipflow.workers import NEEDS
+
+        unknown = sorted(set(v) - set(NEEDS))
+        if unknown:
+            raise ValueError(f"unknown kind(s) of job {unknown} in categories: use {', '.join(NEEDS)}")
+        return v
 
     @field_validator("data_dir", "scratch_dir", "launchpad_file", mode="before")
     @classmethod

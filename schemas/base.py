@@ -95,7 +95,23 @@ def _undecode(v: Any) -> Any:
     return v
 
 
-class MlipflowDocument(BaseModel):
+class Model(BaseModel):
+    """Base of mlipflow's pydantic models: also MSONable (``as_dict``/``from_dict`` with ``@module``/
+    ``@class``), so a model survives every serializer on its way through a workflow manager —
+    as a maker's field, a job's argument or a job's output (FireWorks specs, jobflow-remote, stores)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        d = self.model_dump(mode="json")
+        d["@module"] = type(self).__module__
+        d["@class"] = type(self).__name__
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        return cls.model_validate({k: v for k, v in d.items() if not k.startswith("@")})
+
+
+class MlipflowDocument(Model):
     """Base of every stored document."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", populate_by_name=True)

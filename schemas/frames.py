@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from mlipflow.schemas.base import MlipflowDocument
+from mlipflow.schemas.base import MlipflowDocument, Model
 
 
 class FrameStatus(str, Enum):
@@ -47,7 +47,7 @@ class LabeledFrame(MlipflowDocument):
     metadata: dict[str, Any] = Field(default_factory=dict, description="Extra information (temperature K, composition label, ...).")
 
 
-class DatasetRef(BaseModel):
+class DatasetRef(Model):
     """One dataset version, as it travels between jobs."""
 
     model_config = ConfigDict(extra="forbid")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from mlipflow.schemas.base import MlipflowDocument
+from mlipflow.schemas.base import MlipflowDocument, Model
 from mlipflow.schemas.potentials import PotentialRef
 
 
-class MDStage(BaseModel):
+class MDStage(Model):
     """One stage of an MD protocol."""
 
     ensemble: Literal["nvt", "npt", "nve", "min"] = Field("nvt", description="Ensemble.")
@@ -21,7 +21,7 @@ class MDStage(BaseModel):
     label: str = Field("", description="Stage name, e.g. 'melt', 'quench'.")
 
 
-class MDProtocol(BaseModel):
+class MDProtocol(Model):
     """One protocol object, rendered for ASE and for LAMMPS."""
 
     name: str = Field("md", description="Protocol name.")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from mlipflow.schemas.base import MlipflowDocument
+from mlipflow.schemas.base import MlipflowDocument, Model
 from mlipflow.schemas.frames import DatasetRef
 
 
-class ErrorMetrics(BaseModel):
+class ErrorMetrics(Model):
     """Errors of a potential on a set of frames."""
 
     n_structures: int = Field(0, description="Frames evaluated.")
@@ -21,7 +21,7 @@ class ErrorMetrics(BaseModel):
     force_mae: float | None = Field(None, description="Force-component MAE (eV/Å).")
 
 
-class PotentialRef(BaseModel):
+class PotentialRef(Model):
     """One potential, as it travels between jobs: its kind plus where its content is.
 
     Exactly one source: ``uuid`` (the job whose output is the stored :class:`PotentialDoc`, files
@@ -97,7 +97,7 @@ class PotentialDoc(MlipflowDocument):
     plots: dict[str, str] = Field(default_factory=dict, description="Plot name -> path (parity plots).")
 
 
-class CandidateRecord(BaseModel):
+class CandidateRecord(Model):
     """One exploration frame considered for labeling."""
 
     run: str = Field(..., description="Exploration run id.")
@@ -117,7 +117,7 @@ class StopReason(str, Enum):
     no_new_labels = "no_new_labels"
 
 
-class UncertaintyStats(BaseModel):
+class UncertaintyStats(Model):
     """Per-frame maximum uncertainty (γ for ACE, force deviation for DP) over an iteration's runs."""
 
     max: float | None = Field(None, description="Largest value.")
@@ -127,7 +127,7 @@ class UncertaintyStats(BaseModel):
     n_above_lo: int = Field(0, description="Candidates above the collection threshold.")
 
 
-class IterationSummary(BaseModel):
+class IterationSummary(Model):
     """One row of the active-learning history."""
 
     iteration: int = Field(..., description="Iteration number.")
@@ -169,7 +169,7 @@ class ALIterationDoc(MlipflowDocument):
     history: list[IterationSummary] = Field(default_factory=list, description="Per iteration so far.")
 
 
-class StabilityResult(BaseModel):
+class StabilityResult(Model):
     """Outcome of a stability run."""
 
     label: str = Field(..., description="Which potential: 'first' or 'final'.")
@@ -181,7 +181,7 @@ class StabilityResult(BaseModel):
     natoms: int = Field(0, description="Atoms in the test cell.")
 
 
-class ActiveLearningSummary(BaseModel):
+class ActiveLearningSummary(Model):
     """Headline results of an active-learning campaign (CampaignDoc.summary)."""
 
     iterations: int = Field(0, description="Iterations run.")

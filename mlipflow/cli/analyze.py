@@ -3,12 +3,14 @@
 ``mlipflow analyze structure FILE... [--format F] [--types 1=Fe,2=Na,...] [--cutoff Fe-O=2.8 ...]
 [--json OUT] [--plots DIR]`` prints density, coordination numbers (mean and cutoff), bridging
 statistics, Qn and Guttman ring statistics. JSON keys are documented in docs/analysis.md.
-The dynamics commands (diffusion, arrhenius, elastic, ...) are added by
-``mlipflow.cli.analyze_dynamics.register`` when that module is present.
+The dynamics commands (diffusion, arrhenius, elastic, ...) and the polaron commands (polarons,
+rate-arrhenius) are added by ``mlipflow.cli.analyze_dynamics.register`` and
+``mlipflow.cli.analyze_polarons.register`` when those modules are present.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 from pathlib import Path
@@ -124,10 +126,12 @@ def _print(out: dict) -> None:
                       f"edges without a ring <= {r['max_size']}: {r['n_edges_without_ring']}")
 
 
-try:  # the dynamics commands (diffusion, arrhenius, elastic, ...) live in their own module
-    from mlipflow.cli.analyze_dynamics import register as _reg
-except ModuleNotFoundError as _exc:  # pragma: no cover - depends on what is installed
-    if _exc.name != "mlipflow.cli.analyze_dynamics":
-        raise
-else:
-    _reg(app)
+# the dynamics (diffusion, arrhenius, elastic, ...) and polaron commands live in their own modules
+for _mod_name in ("mlipflow.cli.analyze_dynamics", "mlipflow.cli.analyze_polarons"):
+    try:
+        _mod = importlib.import_module(_mod_name)
+    except ModuleNotFoundError as _exc:  # pragma: no cover - depends on what is installed
+        if _exc.name != _mod_name:
+            raise
+    else:
+        _mod.register(app)

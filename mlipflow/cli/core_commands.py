@@ -129,9 +129,9 @@ def _print_summary(campaign: str, settings) -> None:
         table.add_row(str(k), _short(v))
     console.print(table)
     if history:
-        it = Table(title="iterations")
+        it = Table(title="iterations (test force RMSE in eV/Å: new potential, and previous one on the same set)")
         cols = ["iteration", "n_runs", "n_terminated", "n_candidates", "n_selected", "n_labeled", "n_label_failed"]
-        for c in [*cols, "test force RMSE (eV/Å)", "previous on same set"]:
+        for c in ["it", "runs", "stopped", "cand.", "sel.", "labelled", "failed", "F new", "F prev"]:
             it.add_column(c)
         for h in history:
             prev = (h.get("previous_test") or {}).get("force_rmse")
@@ -139,19 +139,34 @@ def _print_summary(campaign: str, settings) -> None:
         console.print(it)
 
 
-def _short(v) -> str:
-    """A summary value for a table cell: references by name/hash, floats to 4 digits."""
+def _compact(v):
+    """Summary values as a person reads them: references by kind and name, errors as E/F RMSE."""
     if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, dict) and "kind" in v and ("input_hash" in v or "uuid" in v):
-        return f"{v['kind']} {v.get('name') or (v.get('input_hash') or '')[:12]}"
+        return float(f"{v:.4g}")
+    if isinstance(v, dict):
+        if "kind" in v and ("input_hash" in v or "uuid" in v):
+            return f"{v['kind']} {v.get('name') or (v.get('input_hash') or '')[:12]}"
+        if "force_rmse" in v and "energy_rmse" in v:
+            e, f = v.get("energy_rmse"), v.get("force_rmse")
+            return (f"E {e:.4g} eV/atom, F {f:.4g} eV/Å ({v.get('n_structures')} frames)"
+                    if e is not None and f is not None else "n/a")
+        return {k: _compact(x) for k, x in v.items() if not str(k).startswith("@")}
+    if isinstance(v, list):
+        return [_compact(x) for x in v]
+    return v
+
+
+def _short(v) -> str:
+    """A summary value for a table cell."""
+    v = _compact(v)
     if isinstance(v, (dict, list)):
-        return json.dumps(v, default=_json_default)
+        return json.dumps(v, default=_json_default, ensure_ascii=False)
     return str(v)
 
 
-def load_launchpad(path: Path):
-    """LaunchPad from a YAML file whose ${VARS} are expanded from the environment (credentials)."""
+def load_launchpad(path: Path, connect: bool = True):
+    """LaunchPad from a YAML file whose ${VARS} are expanded from the environment (credentials);
+    with ``connect`` the database is pinged (5 s) and an unreachable one is a clear error."""
     import os
     import re
 
@@ -163,14 +178,30 @@ def load_launchpad(path: Path):
     if missing:
         raise UserError(f"{path} uses environment variables that are not set: {', '.join(missing)}",
                         "export them (e.g. in your job script or ~/.bashrc) before submitting")
-    return LaunchPad.from_dict(yaml.safe_load(os.path.expandvars(text)) or {})
+    config = yaml.safe_load(os.path.expandvars(text)) or {}
+    config.setdefault("mongoclient_kwargs", {}).setdefault("serverSelectionTimeoutMS", 5000)
+    lp = LaunchPad.from_dict(config)
+    if not connect:
+        return lp
+    try:
+        lp.db.command("ping")
+    except Exception as exc:  # noqa: BLE001 - pymongo raises several kinds; all mean: cannot connect
+        from mlipflow.settings import redact_uri
+
+        host = str(config.get("host", "localhost"))
+        where = redact_uri(host) if "://" in host else f"{host}:{config.get('port', 27017)}"
+        raise UserError(f"cannot connect to the LaunchPad database at {where} ({type(exc).__name__})",
+                        f"check host, port and credentials in {path} and that MongoDB is reachable from here") from None
+    return lp
 
 
 def submit(
     campaign_file: Path = typer.Argument(..., help="Campaign YAML."),
     launchpad: Optional[Path] = typer.Option(None, help="my_launchpad.yaml (default: settings.launchpad_file)."),
+    launcher: str = typer.Option("fireworks", "--launcher", help="fireworks (LaunchPad) or jobflow-remote (for compute nodes without MongoDB access)."),
+    project: Optional[str] = typer.Option(None, "--project", help="jobflow-remote project (default: settings.jobflow_remote_project)."),
 ) -> None:
-    """Convert the campaign flow to a FireWorks workflow and add it to the LaunchPad."""
+    """Submit the campaign flow: to the FireWorks LaunchPad (default) or to a jobflow-remote project."""
     from jobflow.managers.fireworks import flow_to_workflow
 
     from mlipflow.campaign import build_flow, load_campaign
@@ -178,6 +209,16 @@ def submit(
 
     camp = load_campaign(campaign_file)
     settings = get_settings()
+    if launcher not in ("fireworks", "jobflow-remote"):
+        raise UserError(f"unknown launcher {launcher!r}", "use --launcher fireworks or --launcher jobflow-remote")
+    if launcher == "jobflow-remote":
+        from mlipflow.remote import submit_remote
+
+        ids = submit_remote(build_flow(camp), project=project, settings=settings)
+        console.print(f"submitted campaign {camp.name} to jobflow-remote: {len(ids)} jobs "
+                      "(run them with `jf runner start`; progress: `jf job list`)")
+        console.print(json.dumps({"launcher": "jobflow-remote", "jobs": len(ids)}))
+        return
     lp_file = launchpad or settings.launchpad_file
     if lp_file is None or not Path(lp_file).is_file():
         raise UserError(
@@ -195,15 +236,21 @@ def submit(
     wf = flow_to_workflow(flow, store=None, name=f"{camp.name}")
     mapping = lp.add_wf(wf)
     wf_id = min(mapping.values())
-    console.print(f"submitted campaign {camp.name}: workflow id {wf_id} ({len(wf.fws)} fireworks)")
-    console.print(json.dumps({"workflow_id": wf_id, "fireworks": len(wf.fws)}))
+    by_category: dict[str, int] = {}
+    for fw in wf.fws:
+        key = fw.spec.get("_category") or "(any worker)"
+        by_category[key] = by_category.get(key, 0) + 1
+    console.print(f"submitted campaign {camp.name}: workflow id {wf_id} ({len(wf.fws)} fireworks; by category: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(by_category.items())) + ")")
+    console.print(json.dumps({"workflow_id": wf_id, "fireworks": len(wf.fws), "categories": by_category}))
 
 
 def worker(
     launchpad: Optional[Path] = typer.Option(None, help="my_launchpad.yaml (default: settings.launchpad_file)."),
-    fworker: Optional[Path] = typer.Option(None, help="my_fworker.yaml."),
+    fworker: Optional[Path] = typer.Option(None, help="FWorker file, e.g. deploy/fworker_gpu.yaml (its category is used)."),
     nlaunches: int = typer.Option(0, help="Stop after this many launches (0: until none is ready)."),
     singleshot: bool = typer.Option(False, help="Launch one Firework and stop (for queue scripts)."),
+    category: Optional[list[str]] = typer.Option(None, "--category", help="Run only Fireworks of this category (repeatable), e.g. gpu."),
 ) -> None:
     """Run Fireworks with mlipflow's store as jobflow's job store (use instead of rlaunch)."""
     import jobflow
@@ -221,6 +268,17 @@ def worker(
     jobflow.SETTINGS.JOB_STORE = job_store(settings)
     lp = load_launchpad(lp_file)
     fw = FWorker.from_file(str(fworker)) if fworker else FWorker()
+    if category:
+        fw.category = category[0] if len(category) == 1 else list(category)
+    wanted = [fw.category] if isinstance(fw.category, str) and fw.category else list(fw.category or [])
+    if wanted and wanted != ["__none__"]:
+        pending = {"state": {"$in": ["READY", "WAITING", "RESERVED", "RUNNING"]}}
+        used = sorted({c for c in lp.fireworks.distinct("spec._category", pending) if c})
+        if not set(wanted) & set(used):
+            raise UserError(f"no Firework waiting on the LaunchPad needs category {', '.join(wanted)} "
+                            f"(categories in use: {', '.join(used) or 'none'})",
+                            "start the worker with one of the categories in use (--category), or check "
+                            "settings.categories of the submitting machine")
     if singleshot:
         launch_rocket(lp, fw)
     else:

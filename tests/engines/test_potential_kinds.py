@@ -44,6 +44,9 @@ def test_classical_kind_same_energy_in_ase_and_lammps(mlipflow_home, tmp_path):
     block = pot.lammps_pair()
     assert block.atom_style == "charge" and block.packages == ["KSPACE"]
     assert "set type 2 charge 0.6" in block.lines
+    kk = pot.lammps_pair(kokkos=True)
+    assert "pair_style buck/coul/long/kk 6.0" in kk.lines and "kspace_style pppm/kk 1.0e-5" in kk.lines
+    assert kk.packages == ["KSPACE", "KOKKOS"]
     prot = MDProtocol(stages=[MDStage(ensemble="nve", steps=0)], thermo_every=1)
     deck, elements = LammpsEngine().prepare(prot, to_atoms(atoms), pot, tmp_path)
     deck = deck.replace("# final structure", "run 0\n# final structure")

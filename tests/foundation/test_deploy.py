@@ -35,10 +35,10 @@ def test_launchpad_env_expansion(monkeypatch):
 
     monkeypatch.delenv("MLIPFLOW_MONGO_PASSWORD", raising=False)
     with pytest.raises(UserError, match="MLIPFLOW_MONGO_PASSWORD"):
-        load_launchpad(DEPLOY / "my_launchpad.yaml")
+        load_launchpad(DEPLOY / "my_launchpad.yaml", connect=False)
     monkeypatch.setenv("MLIPFLOW_MONGO_USER", "bob")
     monkeypatch.setenv("MLIPFLOW_MONGO_PASSWORD", "pw")
-    lp = load_launchpad(DEPLOY / "my_launchpad.yaml")
+    lp = load_launchpad(DEPLOY / "my_launchpad.yaml", connect=False)
     assert lp.uri_mode and "bob:pw@" in lp.host
 
 
@@ -47,11 +47,20 @@ def test_fworker_qadapter_atomate2_jobflow_templates():
     from fireworks import FWorker
     from fireworks.utilities.fw_serializers import load_object_from_file
 
-    fw = FWorker.from_file(str(DEPLOY / "my_fworker.yaml"))
+    # one FWorker and one queue adapter per kind of node, named by the settings' categories
+    from mlipflow.settings import Settings
+
+    categories = yaml.safe_load((DEPLOY / "mlipflow.yaml").read_text())["categories"]
+    assert Settings(categories=categories).categories == {"cpu": "cpu", "gpu": "gpu", "light": "light"}
+    for need, category in categories.items():
+        fw = FWorker.from_file(str(DEPLOY / f"fworker_{need}.yaml"))
+        assert fw.category == category
+        script = load_object_from_file(str(DEPLOY / f"qadapter_{need}.yaml")).get_script_str("/tmp")
+        assert f"fworker_{need}.yaml" in script and "mlipflow worker" in script
+        assert ("#SBATCH --gres=gpu:1" in script) == (need == "gpu")
+    fw = FWorker.from_file(str(DEPLOY / "fworker_gpu.yaml"))
     assert "-k on g 1 -sf kk" in fw.env["MLIPFLOW_EXECUTABLES__LAMMPS_KOKKOS_FLAGS"]
-    qa = load_object_from_file(str(DEPLOY / "my_qadapter.yaml"))
-    script = qa.get_script_str("/tmp")
-    assert "#SBATCH --gres=gpu:1" in script and "mlipflow worker --singleshot" in script
+    assert "ATOMATE2_CONFIG_FILE" in FWorker.from_file(str(DEPLOY / "fworker_cpu.yaml")).env
     assert Atomate2Settings(**yaml.safe_load((DEPLOY / "atomate2.yaml").read_text())).VASP_CMD
     js = yaml.safe_load((DEPLOY / "jobflow.yaml").read_text())["JOB_STORE"]
     from jobflow import JobStore

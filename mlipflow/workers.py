@@ -1,0 +1,143 @@
+"""Which kind of node runs which job: ``cpu``, ``gpu`` or ``light``.
+
+Every mlipflow maker declares what its job needs (class attribute ``need``): reference calculations
+(VASP, CHGNet labels) need ``cpu`` nodes, fits, DeePMD training and MD need ``gpu`` nodes, gathering,
+selection bookkeeping and analysis are ``light``. :func:`assign_needs` writes that into each job's
+``manager_config``: ``_category`` for FireWorks (an FWorker with that category pulls it) and
+``worker`` for jobflow-remote, both taken from ``settings.categories`` (need -> name). With no
+categories configured (the laptop profile) jobs carry no category and one worker runs everything.
+
+Jobs that create jobs at run time (iterations, fan-outs) call :func:`assign_needs` on what they
+create and do not pass their own configuration on (``pass_manager_config=False``), so a ``light``
+job's children keep their own kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+#: The kinds of node a job can need, with what runs there.
+NEEDS = {
+    "cpu": "reference calculations (VASP, CHGNet/embedded labels)",
+    "gpu": "fits, DeePMD training, MD (explorations, stability, production)",
+    "light": "gathering, selection, bookkeeping, analysis",
+}
+
+#: Makers of other packages whose jobs mlipflow creates: module prefix -> need.
+FOREIGN_NEEDS = {"atomate2.vasp": "cpu", "atomate2.forcefields": "gpu", "atomate2.lammps": "gpu"}
+
+
+def iter_jobs(obj: Any) -> Iterator[Any]:
+    """Every Job in a Job, Flow or list of them."""
+    from jobflow import Flow, Job
+
+    if isinstance(obj, Job):
+        yield obj
+    elif isinstance(obj, Flow):
+        for j in obj.jobs:
+            yield from iter_jobs(j)
+    elif isinstance(obj, (list, tuple)):
+        for j in obj:
+            yield from iter_jobs(j)
+
+
+def need_of(job) -> str:
+    """The kind of node a job needs: its maker's ``need`` (or a known foreign maker's), else light."""
+    func = job.function
+    maker = getattr(func, "__self__", None)
+    need = getattr(maker, "need", None) or getattr(func, "need", None)
+    if need:
+        return need
+    module = type(maker).__module__ if maker is not None else getattr(func, "__module__", "")
+    for prefix, n in FOREIGN_NEEDS.items():
+        if module.startswith(prefix):
+            return n
+    return "light"
+
+
+def current_categories() -> dict[str, str]:
+    """The categories of the running job (what its campaign was submitted with), else the settings'."""
+    from jobflow import CURRENT_JOB
+
+    running = getattr(CURRENT_JOB, "job", None)
+    meta = getattr(running, "metadata", None) or {}
+    if "categories" in meta:
+        return dict(meta["categories"] or {})
+    from mlipflow.settings import get_settings
+
+    return dict(get_settings().categories)
+
+
+def assign_needs(obj, categories: dict[str, str] | None = None):
+    """Set each job's kind of node (see module docstring); returns ``obj``.
+
+    ``categories`` (need -> worker) default to those of the running job, so jobs created at run
+    time on a worker get the categories the campaign was submitted with."""
+    if categories is None:
+        categories = current_categories()
+    for job in iter_jobs(obj):
+        need = need_of(job)
+        job.metadata = {**(job.metadata or {}), "need": need, "categories": dict(categories)}
+        config = dict(job.config.manager_config or {})
+        name = categories.get(need)
+        if name:
+            config.update({"_category": name, "worker": name})
+        job.config.manager_config = config
+        job.config.pass_manager_config = False
+    return obj
+
+
+def replace_with(jobs: list, output: Any = None, name: str = "Flow"):
+    """``Response(replace=...)`` for a job that fans out: the new jobs keep their own kinds of node.
+
+    jobflow holds a replacing flow's output in an extra ``store_inputs`` job with the replaced
+    job's uuid; it would carry no category (its parent's configuration is not passed on), so a
+    category-filtered worker would never run it. The holder is made here and assigned ``light``.
+    """
+    from jobflow import CURRENT_JOB, Flow, Response
+    from jobflow.core.job import store_inputs
+
+    current = getattr(CURRENT_JOB, "job", None)
+    jobs = list(jobs)
+    if output is not None and current is not None:
+        holder = store_inputs(output)
+        holder.set_uuid(current.uuid)
+        holder.index = current.index + 1
+        holder.metadata = dict(current.metadata or {})
+        holder.output_schema = current.output_schema
+        holder._kwargs = current._kwargs
+        holder.name = f"{current.name} output"
+        jobs.append(holder)
+        output = None
+    return Response(replace=assign_needs(Flow(jobs, output=output, name=name)))
+
+
+def check_categories(categories: dict[str, str], configured: dict[str, str]) -> None:
+    """A campaign's categories must name configured workers (``settings.categories``)."""
+    from mlipflow.errors import UserError
+
+    unknown = sorted(set(categories) - set(NEEDS))
+    if unknown:
+        raise UserError(f"unknown kind(s) of job {unknown} in the campaign's categories",
+                        f"use {', '.join(NEEDS)} as keys")
+    workers = sorted(set(configured.values()))
+    stray = sorted({c for c in categories.values() if c not in workers})
+    if stray:
+        raise UserError(f"the campaign's categories {stray} name no configured worker "
+                        f"(configured: {', '.join(workers) or 'none'})",
+                        "use one of the configured categories, or add the worker to settings.categories "
+                        "and deploy/ (one FWorker per kind of node)")
+
+
+def needs(need: str):
+    """Decorator for ``@job`` functions: declare the kind of node (``@needs("light") @job def f...``)."""
+    if need not in NEEDS:
+        raise ValueError(f"unknown need {need!r}: use one of {', '.join(NEEDS)}")
+
+    def deco(f):
+        target = getattr(f, "original", f)
+        target.need = need
+        return f
+
+    return deco
