@@ -85,6 +85,7 @@ def assign_needs(obj, categories: dict[str, str] | None = None):
             config.update({"_category": name, "worker": name})
         job.config.manager_config = config
         job.config.pass_manager_config = False
+        job.config.expose_store = True  # current_store() is the launcher's job store (jobflow-remote's too)
     return obj
 
 
