@@ -127,9 +127,13 @@ def select_maxvol(candidates: Sequence[Atoms], potential_yaml: str, active_set_a
     _check_elements(candidates, bconf)
     gamma = candidate_gammas(candidates, potential_yaml, active_set_asi, _loaded=loaded)
     ranked: list[int] = []
-    if candidates and max_structures > 0:
+    # Only extrapolative frames (max γ above the tolerance) enter MaxVol: a frame whose environments
+    # all lie inside the active set's parallelepiped adds no volume to it, but MaxVol's row swaps
+    # (each swap changes the basis) could still pick it once other frames entered.
+    pool = [i for i in range(len(candidates)) if float(gamma[i]) > gamma_tolerance]
+    if pool and max_structures > 0:
         select_structures_maxvol = _import_aceselect()
-        df = pd.DataFrame({"ase_atoms": candidates})
+        df = pd.DataFrame({"ase_atoms": [candidates[i] for i in pool]}, index=pool)
         # copy: compute_active_set stacks onto the arrays of this dict in place
         extra = {k: np.array(v, copy=True) for k, v in a0_active.items()}
         df_sel = select_structures_maxvol(df, bconf, extra_A0_projections_dict=extra,
