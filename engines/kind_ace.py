@@ -19,6 +19,7 @@ class AceKind(PotentialKind):
     name = "ace"
     suffixes = (".yaml", ".yml", ".yace", ".ace")
     uncertainty = "gamma"
+    energy_target = "energy_corrected"
 
     def stem(self, role):
         return {"model": "potential", "yace": "potential", "active_set": "potential", "input": "input"}.get(role)

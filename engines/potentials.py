@@ -49,6 +49,9 @@ class PotentialKind:
     uncertainty: str | None = None
     #: role of the file a user names when giving a potential by path
     main_role: str = "model"
+    #: the energy it is fitted to and predicts: "energy_corrected" (minus isolated-atom references,
+    #: pacemaker) or "energy" (total, DeePMD, classical)
+    energy_target: str = "energy"
 
     # ---- files
     def stem(self, role: str) -> str | None:

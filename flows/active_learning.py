@@ -72,7 +72,7 @@ class ActiveLearningIterationMaker(Maker):
     structures_per_iteration: int | None = None
     explore_maker: MDMaker = field(default_factory=MDMaker)
     select_label_maker: SelectLabelMaker = field(default_factory=SelectLabelMaker)
-    fit_maker: AceFitMaker = field(default_factory=AceFitMaker)
+    fit_maker: Maker = field(default_factory=AceFitMaker)
     loop: LoopConfig = field(default_factory=LoopConfig)
 
     @job
@@ -106,6 +106,9 @@ def stop_rule(doc: ALIterationDoc, loop: LoopConfig, gamma_lo: float) -> tuple[S
         return StopReason.no_uncertain_frames, f"no frame exceeded the lower uncertainty threshold ({gamma_lo})"
     if doc.iteration >= loop.max_iterations:
         return StopReason.iteration_limit, f"iteration limit ({loop.max_iterations}) reached"
+    if loop.accurate_ratio is not None and doc.trust_ratios is not None and doc.trust_ratios.accurate >= loop.accurate_ratio:
+        return StopReason.accurate_ratio_reached, (f"{doc.trust_ratios.accurate:.1%} of the explored frames are accurate "
+                                                   f"(target {loop.accurate_ratio:.0%})")
     if prev is not None and new is not None and new > prev * (1 - loop.min_relative_improvement):
         return StopReason.no_improvement, (f"test force RMSE stopped improving ({new:.4f} vs {prev:.4f} eV/Å for the "
                                            "previous potential on the same test set)")
@@ -126,7 +129,8 @@ def decide(maker: ActiveLearningIterationMaker, iteration: int, selection: ALIte
         iteration=iteration, explored_with=doc.potential, potential=doc.new_potential, dataset=doc.dataset,
         n_runs=doc.n_runs, n_terminated=len(doc.terminated_runs), n_candidates=doc.n_candidates,
         n_selected=doc.n_selected, n_labeled=doc.n_labeled, n_label_failed=doc.n_label_failed,
-        uncertainty_max=doc.gamma_stats.max, test=doc.test_metrics, previous_test=doc.previous_test_metrics))
+        uncertainty_max=doc.gamma_stats.max, trust_ratios=doc.trust_ratios, test=doc.test_metrics,
+        previous_test=doc.previous_test_metrics))
     doc.history = rows
     doc.stop_reason, doc.stop_message = stop_rule(doc, maker.loop, maker.select_label_maker.gamma_lo)
     doc.campaign = campaign
@@ -216,7 +220,7 @@ class ActiveLearningMaker(Maker):
     name: str = "active_learning"
     structures_maker: InitialStructuresMaker = field(default_factory=InitialStructuresMaker)
     initial_dataset_maker: InitialDatasetMaker = field(default_factory=InitialDatasetMaker)
-    fit_maker: AceFitMaker = field(default_factory=AceFitMaker)
+    fit_maker: Maker = field(default_factory=AceFitMaker)
     iteration_maker: ActiveLearningIterationMaker = field(default_factory=ActiveLearningIterationMaker)
     stability_maker: StabilityMaker | None = field(default_factory=StabilityMaker)
     config: dict[str, Any] = field(default_factory=dict)
@@ -251,12 +255,9 @@ class ActiveLearningMaker(Maker):
     @classmethod
     def from_config(cls, cfg: ActiveLearningConfig, campaign: str | None = None) -> ActiveLearningMaker:
         """The makers of a campaign file's ``parameters``."""
-        fit = AceFitMaker(settings=fit_settings(cfg.fit))
+        fit, selector = AL_KINDS[cfg.potential](cfg)
         explore = MDMaker(name="explore", engine=cfg.explore.engine, protocol=exploration_protocol(cfg.explore, 0))
-        select = SelectLabelMaker(selector=MaxVolSelector(max_structures=cfg.select.max_structures,
-                                                          gamma_tolerance=cfg.select.gamma_tolerance,
-                                                          add_final=cfg.select.add_final_structures),
-                                  labeler=cfg.labeler, gamma_lo=cfg.explore.gamma_lo)
+        select = SelectLabelMaker(selector=selector, labeler=cfg.labeler, gamma_lo=cfg.explore.gamma_lo)
         return cls(
             structures_maker=InitialStructuresMaker(structures=cfg.structures),
             initial_dataset_maker=InitialDatasetMaker(labeler=cfg.labeler, aimd=cfg.aimd,
@@ -270,6 +271,32 @@ class ActiveLearningMaker(Maker):
                              if cfg.stability.enabled else None),
             config=cfg.model_dump(mode="json"),
         )
+
+
+def _ace_makers(cfg: ActiveLearningConfig):
+    """ACE: pacemaker fits, MaxVol D-optimality against the active set."""
+    return AceFitMaker(settings=fit_settings(cfg.fit)), MaxVolSelector(
+        max_structures=cfg.select.max_structures, gamma_tolerance=cfg.select.gamma_tolerance,
+        add_final=cfg.select.add_final_structures)
+
+
+def _dp_makers(cfg: ActiveLearningConfig):
+    """DP: an ensemble of DeePMD-kit models (fine-tuned from a base when given), selection by deviation."""
+    from mlipflow.engines.deepmd import DPSettings
+    from mlipflow.makers.deepmd import DeviationSelector, DPFitMaker
+
+    fit = dict(cfg.fit or {})
+    preset = fit.pop("preset", "tiny")
+    options = {k: fit.pop(k) for k in ("ensemble", "finetune", "model_branch", "seed") if k in fit}
+    if not hasattr(DPSettings, preset):
+        raise UserError(f"unknown DP fit preset {preset!r}", "use tiny or lixfepo4_paper")
+    fit_maker = DPFitMaker(settings=getattr(DPSettings, preset)(**fit), **options)
+    return fit_maker, DeviationSelector(f_trust_lo=cfg.select.f_trust_lo, f_trust_hi=cfg.select.f_trust_hi,
+                                  max_structures=cfg.select.max_structures, thin=cfg.select.thin)
+
+
+#: What the campaign option ``potential`` switches: kind -> (fit maker, selector) from the config.
+AL_KINDS = {"ace": _ace_makers, "dp": _dp_makers}
 
 
 def active_learning_flow(campaign: str = "nafepo4", **parameters) -> Flow:

@@ -33,6 +33,7 @@ from mlipflow.schemas import (
     MDStage,
     PotentialRef,
     StructureSetDoc,
+    TrustRatios,
     UncertaintyStats,
     content_hash,
 )
@@ -91,7 +92,7 @@ def split_errors(potential: PotentialRef, dataset: DatasetRef) -> ErrorMetrics:
     """Errors of a potential on a stored dataset version's test split (read from the store)."""
     from mlipflow.engines.ace_eval import evaluate_calculator, load_labeled
     from mlipflow.engines.dataset_io import pacemaker_dataframe
-    from mlipflow.engines.potentials import calculator
+    from mlipflow.engines.potentials import calculator, kind_of
     from mlipflow.engines.repository import load_dataset
 
     doc, frames = load_dataset(dataset.name, dataset.version)
@@ -99,7 +100,10 @@ def split_errors(potential: PotentialRef, dataset: DatasetRef) -> ErrorMetrics:
     test = [by_id[i] for i in doc.test_ids if i in by_id]
     if not test:
         return ErrorMetrics()
-    atoms, energies, forces, kind = load_labeled(pacemaker_dataframe(test, doc.reference_energies or None))
+    df = pacemaker_dataframe(test, doc.reference_energies or None)
+    if kind_of(PotentialRef.coerce(potential).kind).energy_target == "energy":
+        df = df.drop(columns=["energy_corrected"], errors="ignore")  # the kind predicts total energies
+    atoms, energies, forces, kind = load_labeled(df)
     return evaluate_calculator(calculator(potential), atoms, energies, forces, kind=kind).metrics
 
 
@@ -200,7 +204,7 @@ class SelectLabelMaker(Maker):
 
     need: ClassVar[str] = "light"
     name: str = "select_label"
-    selector: MaxVolSelector = field(default_factory=MaxVolSelector)
+    selector: Any = field(default_factory=MaxVolSelector)  # MaxVolSelector (ACE) | DeviationSelector (DP)
     labeler: str = "chgnet"
     gamma_lo: float = 2.5
 
@@ -227,7 +231,7 @@ class SelectLabelMaker(Maker):
         doc = ALIterationDoc(
             iteration=iteration, potential=potential, n_runs=len(runs), terminated_runs=sel["terminated_runs"],
             n_candidates=sel["n_candidates"], n_selected=sel["n_selected"], candidates=records, gamma_stats=stats,
-            dataset=dataset, campaign=campaign,
+            dataset=dataset, campaign=campaign, trust_ratios=TrustRatios(**sel["ratios"]) if sel.get("ratios") else None,
             input_hash=content_hash("al_iteration", potential.identity(), iteration, [r.input_hash for r in runs]))
         labels = [reference_job(self.labeler, "static", Structure.from_dict(d), name=f"label_{iteration}_{k}",
                                 source=f"al-iteration-{iteration}") for k, d in enumerate(sel["selected"])]

@@ -110,6 +110,34 @@ def store_check(settings: Settings) -> Check:
                      "check database settings (`mlipflow config`) and that MongoDB is reachable")
 
 
+def dp_pretrained_check(settings: Settings) -> Check:
+    """Whether the configured pretrained DeePMD checkpoint exists, and its branches (what
+    ``dp --pt show CKPT model-branch type-map`` reports, read from the checkpoint)."""
+    label = "DeePMD pretrained base"
+    path = settings.dp_pretrained
+    if path is None:
+        return Check(label, True, "", "not configured (fine-tuning needs --finetune CKPT)",
+                     "set dp_pretrained in ~/.mlipflow.yaml (or MLIPFLOW_DP_PRETRAINED) to a DPA-2 .pt checkpoint; "
+                     "`mlipflow potential pretrain` makes a small local one", required=False)
+    from mlipflow.errors import UserError
+
+    path = path.expanduser()
+    try:
+        from mlipflow.engines.deepmd import checkpoint_info
+
+        info = checkpoint_info(path)
+    except UserError as exc:
+        return Check(label, False, "", f"{path}: {exc.problem}", exc.fix or "")
+    except Exception as exc:  # noqa: BLE001 - report, do not crash the doctor
+        return Check(label, False, "", f"{path}: {type(exc).__name__}: {exc}", "check the file")
+    tmaps = {tuple(t) for t in info["type_map"].values()}
+    tmap = ", ".join(next(iter(tmaps))) if len(tmaps) == 1 else "per branch"
+    kind = "multi-task" if info["multitask"] else "single-task"
+    return Check(label, True, "", f"{path} ({kind}, {', '.join(sorted(set(info['descriptor'].values())))}); "
+                 f"branches: {', '.join(info['branches'])}; type map: {tmap}",
+                 extra={"branches": info["branches"], "type_map": info["type_map"]})
+
+
 def run_checks(settings: Settings | None = None, quick: bool = False) -> list[Check]:
     settings = settings or get_settings()
     checks = [check_module(*m) for m in MODULES]
@@ -128,5 +156,6 @@ def run_checks(settings: Settings | None = None, quick: bool = False) -> list[Ch
             "ACE MD runs through ASE here; for production build LAMMPS with -D PKG_ML-PACE=ON "
             "-D PKG_KOKKOS=ON -D Kokkos_ENABLE_CUDA=ON (see deploy/README.md)")
         checks.append(Check("LAMMPS executable", True, ver, detail, fix, extra={"packages": pkgs, **flags}))
+    checks.append(dp_pretrained_check(settings))
     checks.append(store_check(settings))
     return checks

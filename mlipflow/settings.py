@@ -113,6 +113,7 @@ class Settings(BaseSettings):
                     "calculations: VASP, CHGNet labels), 'gpu' (fits, DeePMD training, MD), 'light' (gathering, "
                     "selection, analysis); values are FireWorks categories (FWorker category) and jobflow-remote "
                     "worker names. Empty (the laptop profile): one worker runs everything.")
+    dp_pretrained: Path | None = Field(None, description="Pretrained DeePMD-kit checkpoint (.pt) to fine-tune, e.g. DPA-2.3.1-v3.0.0rc0.pt or one made by `mlipflow potential pretrain`; `mlipflow doctor` lists its branches.")
     jobflow_remote_project: str | None = Field(None, description="jobflow-remote project name used by `mlipflow submit --launcher jobflow-remote`.")
 
     @field_validator("categories")

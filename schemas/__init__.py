@@ -13,6 +13,7 @@ from mlipflow.schemas.potentials import (
     PotentialRef,
     StabilityResult,
     StopReason,
+    TrustRatios,
     UncertaintyStats,
 )
 
@@ -21,5 +22,5 @@ __all__ = [
     "LabelerSpec", "FrameStatus", "DatasetDoc", "PotentialDoc", "ErrorMetrics", "ALIterationDoc",
     "CandidateRecord", "MDProtocol", "MDStage", "MDRunDoc", "StructureSetDoc", "AnalysisDoc",
     "CampaignDoc", "DatasetRef", "PotentialRef", "StopReason", "UncertaintyStats", "IterationSummary",
-    "StabilityResult", "ActiveLearningSummary",
+    "StabilityResult", "ActiveLearningSummary", "TrustRatios",
 ]

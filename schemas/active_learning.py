@@ -71,11 +71,14 @@ class ExploreConfig(_Strict):
 
 
 class SelectConfig(_Strict):
-    """D-optimality (MaxVol) selection."""
+    """Selection: D-optimality (MaxVol) for ACE, ensemble force deviation with trust levels for DP."""
 
     max_structures: int = Field(500, ge=1, description="Maximum frames selected per iteration.")
-    gamma_tolerance: float = Field(1.01, ge=1, description="MaxVol γ tolerance.")
-    add_final_structures: bool = Field(False, description="Also label every final quenched structure.")
+    gamma_tolerance: float = Field(1.01, ge=1, description="MaxVol γ tolerance (ACE).")
+    add_final_structures: bool = Field(False, description="Also label every final quenched structure (ACE).")
+    f_trust_lo: float = Field(0.05, gt=0, description="DP: max force deviation (eV/Å) below which a frame is accurate.")
+    f_trust_hi: float = Field(0.15, gt=0, description="DP: max force deviation (eV/Å) at and above which a frame failed (not labelled).")
+    thin: bool = Field(False, description="DP: thin candidates by a diversity criterion before capping.")
 
 
 class LoopConfig(_Strict):
@@ -83,6 +86,7 @@ class LoopConfig(_Strict):
 
     max_iterations: int = Field(3, ge=0, description="Iteration limit (paper: 3).")
     min_relative_improvement: float = Field(0.0, description="Stop when the test force RMSE improves by less than this fraction.")
+    accurate_ratio: float | None = Field(None, gt=0, le=1, description="DP: stop when this fraction of explored frames is accurate (DP-GEN's convergence, e.g. 0.95).")
 
 
 class StabilityConfig(_Strict):
@@ -103,7 +107,8 @@ class ActiveLearningConfig(_Strict):
     labeler: str = Field("chgnet", description="Reference labeler: chgnet | emt | vasp:nafepo4_ace | module:Class.")
     structures: StructuresConfig = Field(default_factory=StructuresConfig)
     aimd: AIMDConfig = Field(default_factory=AIMDConfig)
-    fit: dict[str, Any] = Field(default_factory=lambda: {"preset": "paper"}, description="AceFitSettings fields, plus 'preset': paper|mini|tiny.")
+    potential: Literal["ace", "dp"] = Field("ace", description="Potential kind: 'ace' (pacemaker, γ + MaxVol) or 'dp' (DeePMD-kit ensemble, force deviation).")
+    fit: dict[str, Any] = Field(default_factory=lambda: {"preset": "paper"}, description="ACE: AceFitSettings fields plus 'preset' (paper|mini|tiny). DP: DPSettings fields plus 'preset' (tiny|lixfepo4_paper), 'ensemble', 'finetune' (checkpoint), 'model_branch'.")
     explore: ExploreConfig = Field(default_factory=ExploreConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)

@@ -114,7 +114,7 @@ class StopReason(str, Enum):
     iteration_limit = "iteration_limit"
     no_uncertain_frames = "no_uncertain_frames"
     no_improvement = "no_improvement"
-    no_new_labels = "no_new_labels"
+    accurate_ratio_reached = "accurate_ratio_reached"
 
 
 class UncertaintyStats(Model):
@@ -125,6 +125,14 @@ class UncertaintyStats(Model):
     median: float | None = Field(None, description="Median.")
     p90: float | None = Field(None, description="90th percentile.")
     n_above_lo: int = Field(0, description="Candidates above the collection threshold.")
+
+
+class TrustRatios(Model):
+    """DP-GEN's classification of explored frames by the ensemble's max force deviation."""
+
+    accurate: float = Field(0.0, description="Fraction below f_trust_lo.")
+    candidate: float = Field(0.0, description="Fraction in [f_trust_lo, f_trust_hi).")
+    failed: float = Field(0.0, description="Fraction at or above f_trust_hi.")
 
 
 class IterationSummary(Model):
@@ -141,6 +149,7 @@ class IterationSummary(Model):
     n_labeled: int = Field(0, description="New frames labelled (ok).")
     n_label_failed: int = Field(0, description="Selected frames whose label failed.")
     uncertainty_max: float | None = Field(None, description="Largest per-frame uncertainty in the exploration.")
+    trust_ratios: TrustRatios | None = Field(None, description="DP: accurate/candidate/failed fractions of the explored frames.")
     test: ErrorMetrics = Field(default_factory=ErrorMetrics, description="New potential on this iteration's test set.")
     previous_test: ErrorMetrics | None = Field(None, description="Previous potential on the same test set.")
 
@@ -157,7 +166,8 @@ class ALIterationDoc(MlipflowDocument):
     n_candidates: int = Field(0, description="Frames collected (γ above the lower threshold or periodic).")
     n_selected: int = Field(0, description="Frames chosen by D-optimality (MaxVol).")
     candidates: list[CandidateRecord] = Field(default_factory=list, description="Every candidate with its γ and fate.")
-    gamma_stats: UncertaintyStats = Field(default_factory=UncertaintyStats, description="Statistics of per-frame max γ.")
+    gamma_stats: UncertaintyStats = Field(default_factory=UncertaintyStats, description="Statistics of per-frame max γ (DP: max force deviation).")
+    trust_ratios: TrustRatios | None = Field(None, description="DP: accurate/candidate/failed fractions of the explored frames.")
     test_metrics: ErrorMetrics = Field(default_factory=ErrorMetrics, description="Test errors of the potential fitted at the end of the iteration.")
     previous_test_metrics: ErrorMetrics | None = Field(None, description="Errors of the exploring potential on the same test set.")
     stop_reason: StopReason | None = Field(None, description="Why the loop stopped after this iteration, if it did.")

@@ -1,23 +1,52 @@
-"""``mlipflow potential ...``: evaluate fitted potentials on labeled data."""
+"""``mlipflow potential ...``: fit, pretrain, evaluate potentials and the model deviation of an ensemble."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, help="Fitted potentials (ACE .yaml/.yace; DeePMD .pth when installed).")
+from mlipflow.errors import UserError
+
+app = typer.Typer(no_args_is_help=True, help="Potentials: fit (ACE, DeePMD), pretrain a DeePMD base, evaluate, "
+                  "model deviation.")
 console = Console()
+
+KINDS = ("ace", "dp")
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.5g}"
+
+
+def _metrics_table(title: str, rows: dict) -> Table:
+    table = Table(title=title)
+    for col in ("set", "frames", "E MAE (eV/atom)", "E RMSE (eV/atom)", "F MAE (eV/Å)", "F RMSE (eV/Å)"):
+        table.add_column(col)
+    for name, m in rows.items():
+        if m is None:
+            continue
+        table.add_row(name, str(m.n_structures), _fmt(m.energy_mae), _fmt(m.energy_rmse), _fmt(m.force_mae),
+                      _fmt(m.force_rmse))
+    return table
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def _is_dp(path: Path) -> bool:
+    return path.suffix in (".pth", ".pb")
 
 
 @app.command("evaluate")
 def evaluate(
     potential: Path = typer.Argument(..., help="Potential file: ACE .yaml/.yace or a frozen DeePMD .pth."),
-    data: Path = typer.Argument(..., help="Labeled data: pacemaker pickle (.pkl.gz/.pckl.gzip) or extxyz."),
+    data: Path = typer.Argument(..., help="Labeled data: pacemaker pickle (.pkl.gz/.pckl.gzip), extxyz, or (DeePMD) "
+                                "a directory of DeePMD npy systems."),
     reference_energies: Optional[Path] = typer.Option(
         None, "--reference-energies", help="JSON/YAML {element: isolated-atom energy (eV)}; used when the "
         "data has no energy_corrected column."),
@@ -26,13 +55,45 @@ def evaluate(
                                         "next to --json, else none)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Energy (eV/atom) and force (eV/Å) MAE/RMSE of POTENTIAL on DATA, with a parity plot."""
-    from mlipflow.engines.ace_eval import evaluate_potential, load_reference_energies
+    """Energy (eV/atom) and force (eV/Å) MAE/RMSE of POTENTIAL on DATA, with a parity plot.
+
+    DeePMD models are fitted to total energies: on a pacemaker pickle their error is taken on
+    ``energy`` (not ``energy_corrected``); on a directory of DeePMD systems it is ``dp test``."""
+    from mlipflow.engines.ace_eval import Evaluation, evaluate_potential, load_reference_energies, parity_plot
 
     refs = load_reference_energies(reference_energies)
     if plot is None and json_out is not None:
         plot = json_out.with_suffix(".png")
-    ev = evaluate_potential(potential, data, reference_energies=refs, plot=plot, progress=progress)
+    if not potential.exists():
+        raise UserError(f"potential file {potential} does not exist", "check the path")
+    if potential.suffix == ".pt":
+        raise UserError(f"{potential.name} is a DeePMD training checkpoint", "freeze it first (dp --pt freeze -c "
+                        f"{potential} -o model.pth) and evaluate the .pth")
+    if _is_dp(potential) and data.is_dir():
+        import tempfile
+
+        from mlipflow.engines.deepmd import test_dp
+
+        with tempfile.TemporaryDirectory(prefix="mlipflow-dp-test-") as tmp:
+            res = test_dp(potential, data, tmp, name="evaluate")
+        ev = Evaluation(metrics=res.metrics, energy_ref=res.energy_ref, energy_pred=res.energy_pred,
+                        force_ref=res.force_ref, force_pred=res.force_pred, energy_kind="energy")
+        if plot:
+            ev.plot = parity_plot(ev, plot, potential.name)
+    else:
+        source = data
+        if _is_dp(potential) and data.is_file() and not refs:
+            from mlipflow.engines.ace_eval import PICKLE_SUFFIXES, _read_pickle
+
+            if data.name.lower().endswith(PICKLE_SUFFIXES):
+                df = _read_pickle(data)
+                if "energy" in df.columns and "energy_corrected" in df.columns:
+                    source = df.drop(columns=["energy_corrected"])  # DP predicts total energies
+        ev = evaluate_potential(potential, source, reference_energies=refs, plot=None, progress=progress)
+        if plot:
+            ev.plot = parity_plot(ev, plot, potential.name)
+        if _is_dp(potential):
+            ev.extra.pop("note", None)
     m = ev.metrics
     table = Table(title=f"{potential.name} on {data.name} ({m.n_structures} structures, {ev.energy_kind})")
     for col in ("quantity", "MAE", "RMSE"):
@@ -49,3 +110,242 @@ def evaluate(
         console.print(f"metrics written to {json_out}")
     if ev.plot:
         console.print(f"parity plot: {ev.plot}")
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def resolve_dataset(spec: str):
+    """A stored dataset version from 'name' (latest) or 'name:version'; a labelled file (extxyz,
+    pacemaker pickle, vasprun.xml/OUTCAR) is imported into a dataset named after it first."""
+    from mlipflow.engines.repository import build_dataset, list_datasets, load_dataset
+
+    path = Path(spec)
+    name, sep, version = spec.rpartition(":")
+    if not sep or not version.isdigit():
+        name, version = spec, None
+    if path.exists() and not any(d.name == spec for d in list_datasets()):
+        from mlipflow.engines.dataset_io import import_files
+
+        frames = import_files([path])
+        stem = path.name.split(".")[0] or "imported"
+        doc = build_dataset(stem, frames, parent=stem if any(d.name == stem for d in list_datasets()) else None)
+        console.print(f"imported {len(frames)} frames from {path} -> dataset {doc.name}:{doc.version}")
+        return doc.ref
+    doc, _ = load_dataset(name, int(version) if version else None, with_frames=False)
+    return doc.ref
+
+
+def _run_flow(flow, root: Path):
+    from jobflow.managers.local import run_locally
+
+    from mlipflow.settings import get_settings
+    from mlipflow.store import job_store
+
+    root.mkdir(parents=True, exist_ok=True)
+    return run_locally(flow, store=job_store(get_settings()), create_folders=True, root_dir=root, log=False,
+                       raise_immediately=True)
+
+
+def _write_out(doc, out: Path) -> list[Path]:
+    from mlipflow.engines.potentials import write_blobs
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = write_blobs(doc, out)
+    summary = json.loads(doc.model_dump_json(exclude={"files"}))
+    (out / "potential.json").write_text(json.dumps(summary, indent=1))
+    return sorted(set(files.values())) + [out / "potential.json"]
+
+
+@app.command("fit")
+def fit(
+    dataset: str = typer.Argument(..., help="Stored dataset 'name' (latest version) or 'name:version', or a labelled "
+                                  "file (extxyz, pacemaker pickle, vasprun.xml) imported into a dataset first."),
+    kind: str = typer.Option("dp", "--kind", help="ace (pacemaker) or dp (DeePMD-kit)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="ace: paper | mini | tiny (default paper); dp: "
+                                         "lixfepo4_paper (alias paper, the default) | mini | tiny | tiny_dpa2."),
+    finetune: Optional[str] = typer.Option(None, "--finetune", help="dp: pretrained .pt checkpoint to fine-tune "
+                                           "('pretrained': the configured dp_pretrained)."),
+    branch: Optional[str] = typer.Option(None, "--branch", help="dp: model branch (head) of a multi-task base; the "
+                                         "paper preset defaults to Domains_Anode."),
+    ensemble: int = typer.Option(1, "--ensemble", help="dp: ensemble members (different seeds), one job each."),
+    seed: int = typer.Option(0, "--seed", help="dp: seed of member 0 (member i: seed + i)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="dp: numb_steps (instead of epochs); ace: maxiter."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the files here (dp: model.pth, model_1.pth, "
+                                       "... + checkpoints; ace: .yaml/.yace/.asi) and potential.json."),
+    name: Optional[str] = typer.Option(None, "--name", help="Potential name (default: <kind>-<dataset>-v<version>)."),
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Job directories (default: <scratch_dir>/fit-<dataset>)."),
+    progress: bool = typer.Option(True, help="Progress bars."),
+) -> None:
+    """Fit a potential on a stored dataset through jobflow into the configured store (like `mlipflow run`)."""
+    from mlipflow.settings import apply_thread_settings, get_settings
+    from mlipflow.store import describe
+
+    kind = kind.lower()
+    if kind not in KINDS:
+        raise UserError(f"unknown potential kind {kind!r} for fitting", f"use --kind {' or '.join(KINDS)}")
+    settings = get_settings()
+    apply_thread_settings(settings)
+    ds = resolve_dataset(dataset)
+    root = (workdir or settings.scratch_dir / f"fit-{ds.name}-v{ds.version}").expanduser().resolve()
+    console.print(f"[bold]fit[/] {kind} on dataset {ds.name}:{ds.version} -> {describe(settings)}")
+    if kind == "ace":
+        if finetune or branch or ensemble != 1:
+            raise UserError("--finetune, --branch and --ensemble are DeePMD options", "drop them for --kind ace")
+        from mlipflow.makers.ace import AceFitMaker, fit_settings
+
+        overrides = {"preset": preset or "paper"}
+        if steps:
+            overrides["maxiter"] = steps
+        maker = AceFitMaker(settings=fit_settings(overrides), potential_name=name or "", progress=progress)
+        flow = maker.make(ds)
+        responses = _run_flow(flow, root)
+        doc = responses[flow.uuid][max(responses[flow.uuid])].output
+    else:
+        from mlipflow.engines.deepmd import PAPER_BRANCH, DPSettings, check_base
+        from mlipflow.makers.deepmd import DPFitMaker
+
+        preset = preset or "lixfepo4_paper"
+        dps = DPSettings.preset(preset, **({"numb_steps": int(steps)} if steps else {}))
+        if finetune == "pretrained":
+            if settings.dp_pretrained is None:
+                raise UserError("--finetune pretrained, but no pretrained checkpoint is configured",
+                                "set dp_pretrained in ~/.mlipflow.yaml (or MLIPFLOW_DP_PRETRAINED), or give the path; "
+                                "`mlipflow potential pretrain` makes a local one")
+            finetune = str(Path(settings.dp_pretrained).expanduser())
+        if finetune:
+            from mlipflow.engines.repository import load_dataset
+
+            ddoc, frames = load_dataset(ds.name, ds.version)
+            tmap = sorted({el for f in frames for el in f.elements})
+            if branch is None and preset in ("lixfepo4_paper", "paper"):
+                from mlipflow.engines.deepmd import checkpoint_info
+
+                if PAPER_BRANCH in checkpoint_info(finetune)["branches"]:
+                    branch = PAPER_BRANCH
+                    console.print(f"model branch: {branch} (the paper's)")
+            check_base(finetune, branch, tmap, dps.allow_new_types)  # clear errors before any job runs
+        elif branch:
+            raise UserError("--branch selects a head of a pretrained base", "give the base with --finetune CKPT")
+        maker = DPFitMaker(settings=dps, ensemble=ensemble, finetune=finetune, model_branch=branch, seed=seed,
+                           potential_name=name or "", progress=progress)
+        flow = maker.make(ds)
+        responses = _run_flow(flow, root)
+        gather = flow.jobs[-1]
+        doc = responses[gather.uuid][max(responses[gather.uuid])].output
+    console.print(_metrics_table(f"{doc.name} ({doc.kind}{', ensemble of ' + str(ensemble) if kind == 'dp' else ''})",
+                                 {"train": doc.train_metrics, "test": doc.test_metrics}))
+    console.print(f"stored: potential {doc.ref.kind} uuid {doc.ref.uuid} (input hash {doc.input_hash[:12]}…)")
+    if out is not None:
+        written = _write_out(doc, out)
+        console.print(f"files written to {out}: {', '.join(p.name for p in written)}")
+    console.print(json.dumps({"kind": doc.kind, "uuid": doc.ref.uuid, "name": doc.name,
+                              "test_force_rmse": doc.test_metrics.force_rmse}))
+
+
+# ----------------------------------------------------------------------------- pretrain
+
+
+@app.command("pretrain")
+def pretrain(
+    out: Path = typer.Option(Path("dp_base.pt"), "--out", "-o", help="Where to save the base checkpoint (.pt)."),
+    profile: str = typer.Option("lifepo4", "--profile", help="lifepo4: heads Domains_Anode (olivine LixFePO4 cells) and "
+                                "Domains_Oxide (random Li2O-FeO-P2O5 cells), CHGNet labels; metals: heads CuAl and "
+                                "CuNi (fcc cells), EMT labels (seconds, for tests)."),
+    labeler: Optional[str] = typer.Option(None, "--labeler", help="Labeler (default: chgnet for lifepo4, emt for metals)."),
+    structures: int = typer.Option(24, "--structures", help="Generated cells per head."),
+    steps: int = typer.Option(2000, "--steps", help="Training steps."),
+    seed: int = typer.Option(0, "--seed", help="Seed of generation and training."),
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Training directory (default: <scratch_dir>/dp-pretrain-<profile>)."),
+    progress: bool = typer.Option(True, help="Progress bars."),
+) -> None:
+    """Train a small multi-task DPA-2 base (one head per data domain) on generated, labelled cells
+    and save its checkpoint: the local stand-in for a downloaded DPA-2 model. Fine-tune it with
+    `mlipflow potential fit DATASET --kind dp --finetune OUT --branch HEAD`."""
+    import tempfile
+
+    from mlipflow.engines.deepmd import PRETRAIN_PROFILES, DPSettings, export_frames, pretrain_dp, pretrain_heads
+    from mlipflow.settings import apply_thread_settings, get_settings
+
+    if profile not in PRETRAIN_PROFILES:
+        raise UserError(f"unknown profile {profile!r}", f"use --profile {' or '.join(PRETRAIN_PROFILES)}")
+    if out.suffix != ".pt":
+        raise UserError(f"the base checkpoint must end in .pt (got {out.name})", "e.g. --out dp_base.pt")
+    settings = get_settings()
+    apply_thread_settings(settings)
+    heads = pretrain_heads(profile, labeler, structures, seed, progress=progress)
+    for h, frames in heads.items():
+        console.print(f"head [bold]{h}[/]: {len(frames)} labelled cells ({PRETRAIN_PROFILES[profile][h]})")
+    wd = (workdir or settings.scratch_dir / f"dp-pretrain-{profile}").expanduser().resolve()
+    tmap = sorted({el for frames in heads.values() for f in frames for el in f.elements})
+    with tempfile.TemporaryDirectory(prefix="mlipflow-dp-base-") as tmp:
+        dirs = {h: export_frames(frames, Path(tmp) / h, tmap) for h, frames in heads.items()}
+        doc = pretrain_dp(dirs, wd, DPSettings.tiny_dpa2(numb_steps=steps, seed=seed + 1), out=out, type_map=tmap,
+                          progress=progress)
+    lc = doc.lcurve
+    last = {k: v[-1] for k, v in lc.items() if k.startswith("rmse_f_trn") and v}
+    console.print(f"base saved to {out.resolve()} (branches: {', '.join(doc.heads)}; type map: {', '.join(tmap)}; "
+                  f"{doc.numb_steps} steps in {doc.train_time_s:.0f} s; final force RMSE " +
+                  ", ".join(f"{k[len('rmse_f_trn_'):]} {v:.3g}" for k, v in last.items() if v is not None) + " eV/Å)")
+    console.print(f"fine-tune: mlipflow potential fit DATASET --kind dp --preset mini --finetune {out} "
+                  f"--branch {doc.heads[0]}   (or set dp_pretrained: {out.resolve()} in ~/.mlipflow.yaml)")
+    console.print(json.dumps({"checkpoint": str(out.resolve()), "branches": doc.heads, "type_map": tmap}))
+
+
+# ----------------------------------------------------------------------------- deviation
+
+
+@app.command("deviation")
+def deviation(
+    paths: List[Path] = typer.Argument(..., help="MODEL1.pth MODEL2.pth ... TRAJ (the last path is the trajectory: "
+                                       "any file ASE reads, e.g. extxyz, .traj)."),
+    json_out: Path = typer.Option(..., "--json", help="Write per-frame deviations and trust ratios here."),
+    f_trust_lo: float = typer.Option(0.05, "--f-trust-lo", help="Frames below this max force deviation are accurate (eV/Å)."),
+    f_trust_hi: float = typer.Option(0.15, "--f-trust-hi", help="Frames at or above this are failed (eV/Å)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="ASE format of TRAJ (default: from the suffix)."),
+) -> None:
+    """DP-GEN model deviation of TRAJ's frames with an ensemble (DeePMD-kit's calc_model_devi):
+    max/min/mean force deviation and energy deviation per frame, trust-level ratios."""
+    from mlipflow.engines.deepmd import model_deviation
+
+    if len(paths) < 3:
+        raise UserError("give at least two models and a trajectory", "mlipflow potential deviation m0.pth m1.pth traj.xyz --json out.json")
+    *models, traj = paths
+    for m in models:
+        if not m.is_file():
+            raise UserError(f"model {m} does not exist", "check the path")
+        if m.suffix != ".pth":
+            raise UserError(f"{m.name} is not a frozen DeePMD model (.pth)", "freeze the members first (dp --pt freeze)")
+    if not traj.is_file():
+        raise UserError(f"trajectory {traj} does not exist", "check the path")
+    from ase.io import read
+
+    try:
+        frames = read(traj, index=":", format=fmt)
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"cannot read {traj} ({type(exc).__name__}: {exc})", "give an extxyz/ASE trajectory or --format") from exc
+    if not frames:
+        raise UserError(f"{traj} has no frames", "give a trajectory with frames")
+    dev = model_deviation(models, frames)
+    classes = dev.classify(f_trust_lo, f_trust_hi)
+    ratios = dev.ratios(f_trust_lo, f_trust_hi)
+    rows = dev.frames()
+    for r, c, at in zip(rows, classes, frames):
+        r["class"] = c
+        if "step" in at.info:
+            r["step"] = at.info["step"]
+    payload = {"models": [str(m) for m in models], "trajectory": str(traj), "n_frames": len(frames),
+               "f_trust_lo": f_trust_lo, "f_trust_hi": f_trust_hi, "ratios": ratios,
+               "max_devi_f": {"max": float(dev.max_devi_f.max()), "mean": float(dev.max_devi_f.mean())},
+               "frames": rows}
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(payload, indent=1))
+    table = Table(title=f"model deviation of {traj.name} ({len(frames)} frames, {len(models)} models)")
+    for col in ("quantity", "value"):
+        table.add_column(col)
+    table.add_row("max_devi_f: max / mean (eV/Å)", f"{dev.max_devi_f.max():.4g} / {dev.max_devi_f.mean():.4g}")
+    table.add_row("devi_e: max (eV/atom)", f"{dev.devi_e.max():.4g}")
+    for c in ("accurate", "candidate", "failed"):
+        table.add_row(f"{c} ratio", f"{ratios[c]:.3f}")
+    console.print(table)
+    console.print(f"written to {json_out}")
