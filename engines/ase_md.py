@@ -33,7 +33,7 @@ from mlipflow.schemas.md import MDProtocol, MDRunDoc, MDStage
 log = logging.getLogger(__name__)
 
 THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "potential_energy_eV", "pressure_bar", "volume_A3",
-                  "max_gamma")
+                  "density_g_cm3", "max_gamma")
 
 
 @dataclass
@@ -52,6 +52,8 @@ class MDResult:
     gamma_tracked: bool = False
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     trajectory_path: str | None = None
+    trajectory_files: list[str] = field(default_factory=list)
+    restart_file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,7 +80,8 @@ class MDResult:
             termination_reason=self.termination_reason, thermo={k: list(map(_nan_none, v)) for k, v in self.thermo.items()},
             trajectory=frames_to_dict(self.frames) if include_frames else None,
             trajectory_path=self.trajectory_path, final_structure=final, wall_time_s=self.wall_time_s,
-            run_id=self.run_id,
+            run_id=self.run_id, trajectory_files=list(self.trajectory_files), restart_file=self.restart_file,
+            resumed_from_step=list(self.extra.get("resumed_from_step") or []),
         )
 
 
@@ -144,11 +147,15 @@ def _make_dynamics(atoms: Atoms, stage: MDStage, protocol: MDProtocol, rng: np.r
 
         return VelocityVerlet(atoms, timestep=dt)
     if stage.ensemble == "npt":
-        from ase.md.nose_hoover_chain import IsotropicMTKNPT
+        from ase.md.nose_hoover_chain import MTKNPT, IsotropicMTKNPT, MaskedMTKNPT
 
-        p_bar = stage.pressure if stage.pressure is not None else 1.0
-        return IsotropicMTKNPT(atoms, timestep=dt, temperature_K=t0, pressure_au=p_bar * units.bar,
-                               tdamp=protocol.tdamp_fs * units.fs, pdamp=protocol.pdamp_fs * units.fs)
+        kw = dict(timestep=dt, temperature_K=t0, pressure_au=stage.pressure * units.bar,
+                  tdamp=protocol.tdamp_fs * units.fs, pdamp=protocol.pdamp_fs * units.fs)
+        if stage.coupling == "aniso":  # a, b, c independently (LAMMPS 'aniso')
+            return MaskedMTKNPT(atoms, mask=(True, True, True), **kw)
+        if stage.coupling == "tri":  # the full cell (LAMMPS 'tri')
+            return MTKNPT(atoms, **kw)
+        return IsotropicMTKNPT(atoms, **kw)
     if protocol.thermostat == "nose-hoover":
         from ase.md.nose_hoover_chain import NoseHooverChainNVT
 
@@ -171,7 +178,7 @@ def set_target_temperature(dyn, temperature_K: float) -> None:
     name = type(dyn).__name__
     if name == "NoseHooverChainNVT":
         dyn._thermostat._kT = kT
-    elif name == "IsotropicMTKNPT":
+    elif name in ("IsotropicMTKNPT", "MTKNPT", "MaskedMTKNPT"):
         dyn._temperature_K = temperature_K
         dyn._kT = kT
         dyn._thermostat._kT = kT
@@ -193,7 +200,7 @@ def _init_velocities(atoms: Atoms, temperature_K: float, rng: np.random.Generato
 # ----------------------------------------------------------------------------- run
 
 def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocities: bool = True,
-               trajectory_path: str | Path | None = None, progress: bool = True,
+               workdir: str | Path | None = None, progress: bool = True,
                gamma_fn: Callable[[Atoms], float | None] | None = None, run_id: str | None = None,
                max_force: float | None = 1e3, on_dump: Callable[[Atoms, int], bool | None] | None = None,
                dump_start: bool = False) -> MDResult:
@@ -203,8 +210,16 @@ def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocitie
     ``gamma`` an ACE calculator with an active set reports; :class:`AseEngine` passes the potential
     kind's). Frames in ``MDResult.frames`` carry ``info`` keys step, time_ps, temperature_K,
     target_T, max_gamma and reason ('gamma' above gamma_lo, 'gamma_hi' at the stop,
-    'temperature', 'final'). ``on_dump(atoms, step) -> stop?`` is called every ``dump_every``
-    steps (and at step 0 with ``dump_start``), with the calculator's results of that step.
+    'temperature', 'final'). ``on_dump(atoms, step) -> stop?`` is called every dump interval
+    (and at step 0 with ``dump_start``), with the calculator's results of that step.
+
+    With a ``workdir`` the trajectory is written there in chunks (``traj/chunk_<k>.traj``, a new
+    chunk after each checkpoint) at the protocol's (or stage's) dump interval, and with
+    ``restart_every`` a checkpoint (positions, momenta, cell, step, random state, thermo and kept
+    frames; ``checkpoint.json``, written atomically) every that many steps. Calling again with the
+    same ``workdir`` continues from the checkpoint: chunks written after it are dropped, so the
+    trajectory has no gap and no repeated frame. The thermostat's chain variables restart from
+    zero at a continuation (the velocities carry the temperature).
     """
     from tqdm.auto import tqdm
 
@@ -213,20 +228,56 @@ def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocitie
     rng = np.random.default_rng(protocol.seed)
     result = MDResult(protocol=protocol, engine="ase", run_id=run_id or uuid.uuid4().hex[:12])
     gamma_fn = gamma_fn or results_max
-    traj = None
-    if trajectory_path:
-        from ase.io import Trajectory
-
-        Path(trajectory_path).parent.mkdir(parents=True, exist_ok=True)
-        traj = Trajectory(str(trajectory_path), "w")
-        result.trajectory_path = str(trajectory_path)
     stages = protocol.stages or [MDStage(steps=0)]
-    if init_velocities and stages[0].ensemble != "min":
+    wd = Path(workdir) if workdir is not None else None
+    state = _load_checkpoint(wd) if wd is not None and protocol.restart_every else None
+    chunk = 0
+    traj = None
+    resumed_at = None
+    if state is not None:
+        resumed_at = _restore_checkpoint(state, atoms, result, rng)
+        chunk = int(state["next_chunk"])
+        result.extra["resumed_from_step"] = list(state.get("resumed_from_step", [])) + [resumed_at]
+    if wd is not None and (protocol.dump_every or 0) > 0:
+        (wd / "traj").mkdir(parents=True, exist_ok=True)
+        for old in (wd / "traj").glob("chunk_*.traj"):
+            if state is None or int(old.stem.split("_")[1]) >= chunk:
+                old.unlink()  # written after the checkpoint (or by an earlier, unrelated attempt)
+
+    def chunk_path(k: int) -> Path:
+        return wd / "traj" / f"chunk_{k:05d}.traj"
+
+    last_written = -1
+
+    def write_frame():
+        nonlocal traj, last_written
+        if wd is None or not protocol.dump_every or last_written == step:
+            return
+        last_written = step
+        if traj is None:
+            from ase.io import Trajectory
+
+            traj = Trajectory(str(chunk_path(chunk)), "w")
+        fr = atoms.copy()
+        fr.calc = None
+        fr.info["step"] = step
+        traj.write(fr)
+
+    def checkpoint():
+        nonlocal traj, chunk
+        if traj is not None:
+            traj.close()
+            traj = None
+            chunk += 1
+        _write_checkpoint(wd, atoms, step, result, rng, chunk)
+
+    if state is None and init_velocities and stages[0].ensemble != "min":
         _init_velocities(atoms, stages[0].t_start, rng)
     total = protocol.total_steps
-    bar = tqdm(total=total, desc=f"md {protocol.name}", disable=not progress, leave=False, unit="step")
+    bar = tqdm(total=total, initial=resumed_at or 0, desc=f"md {protocol.name}", disable=not progress, leave=False,
+               unit="step")
     t_wall = time.time()
-    step = 0
+    step = resumed_at or 0
     every_k = protocol.collect_every_kelvin
     gamma_every = max(1, int(protocol.gamma_every))
     last_gamma = float("nan")
@@ -266,28 +317,39 @@ def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocitie
     try:
         target_T = stages[0].t_start
         atoms.get_potential_energy()  # step 0: uncertainty of the starting structure
-        _, stop = check_gamma(target_T)
-        record_thermo(target_T)
-        if not stop and on_dump is not None and dump_start:
-            stop = bool(on_dump(atoms, step))
+        stop = False
+        if state is None:
+            _, stop = check_gamma(target_T)
+            record_thermo(target_T)
+            write_frame()
+            if not stop and on_dump is not None and dump_start:
+                stop = bool(on_dump(atoms, step))
+        first = 0
         for stage in stages:
+            stage_first, first = first, first + stage.steps
             if stop:
                 break
-            if stage.steps == 0:
-                continue
+            if stage.steps == 0 or first <= step:
+                continue  # empty, or finished before the checkpoint
             if stage.ensemble == "min":
                 from ase.optimize import FIRE
 
                 opt = FIRE(atoms, logfile=None)
                 for _ in opt.irun(fmax=0.05, steps=stage.steps):
                     pass
-                step += stage.steps  # step numbers stay aligned with the LAMMPS deck
-                bar.update(stage.steps)
+                bar.update(first - step)
+                step = first  # step numbers stay aligned with the LAMMPS deck
                 continue
             dyn = _make_dynamics(atoms, stage, protocol, rng)
             t_a = stage.t_start
             t_b = stage.t_end if stage.t_end is not None else stage.t_start
-            for i in range(stage.steps):
+            thermo_every = stage.thermo_every or protocol.thermo_every
+            dump_every = stage.dump_every or protocol.dump_every
+            if step == stage_first and dump_every and step % dump_every == 0:
+                write_frame()  # a stage starting on its dump interval has that frame too, as in LAMMPS
+            if step > stage_first and stage.ensemble != "nve" and t_b != t_a:  # continued mid-ramp
+                set_target_temperature(dyn, t_a + (t_b - t_a) * (step - stage_first) / stage.steps)
+            for i in range(step - stage_first, stage.steps):
                 prev_T = target_T
                 target_T = t_a + (t_b - t_a) * (i + 1) / stage.steps
                 if stage.ensemble != "nve" and t_b != t_a:
@@ -305,14 +367,15 @@ def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocitie
                     if not np.all(np.isfinite(f)) or np.abs(f).max() > max_force:
                         result.terminated, stop = True, True
                         result.termination_reason = f"unstable: force above {max_force} eV/Å at step {step}"
-                if step % protocol.thermo_every == 0 or stop:
+                if step % thermo_every == 0 or stop:
                     record_thermo(target_T)
-                if step % protocol.dump_every == 0:
-                    if traj is not None:
-                        traj.write(atoms)
+                if dump_every and step % dump_every == 0:
+                    write_frame()
                     if not stop and on_dump is not None and on_dump(atoms, step):
                         result.terminated, stop = True, True
                         result.termination_reason = result.termination_reason or f"stopped by the caller at step {step}"
+                if not stop and wd is not None and protocol.restart_every and step % protocol.restart_every == 0:
+                    checkpoint()
                 if stop:
                     break
         if not result.terminated:
@@ -328,9 +391,54 @@ def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocitie
     result.final_atoms = atoms.copy()
     result.final_atoms.calc = None
     result.wall_time_s = time.time() - t_wall
+    if wd is not None:
+        result.trajectory_files = [str(p) for p in sorted((wd / "traj").glob("chunk_*.traj"))]
+        if (wd / CHECKPOINT).exists():
+            result.restart_file = str(wd / CHECKPOINT)
+        if result.terminated:
+            result.termination_reason += (f"; last checkpoint at step {_load_checkpoint(wd)['step']}"
+                                          if result.restart_file else "; no checkpoint")
     log.info("ASE MD %s: %d steps in %.1f s%s", protocol.name, step, result.wall_time_s,
              f", terminated ({result.termination_reason})" if result.terminated else "")
     return result
+
+
+CHECKPOINT = "checkpoint.json"
+
+
+def _write_checkpoint(wd: Path, atoms: Atoms, step: int, result: MDResult, rng: np.random.Generator,
+                      next_chunk: int) -> None:
+    """checkpoint.json, atomically (a kill never leaves a half checkpoint that a rerun trusts)."""
+    import json
+    import os
+
+    state = {"step": step, "positions": atoms.positions.tolist(), "momenta": atoms.get_momenta().tolist(),
+             "cell": np.asarray(atoms.cell).tolist(), "rng": rng.bit_generator.state, "next_chunk": next_chunk,
+             "thermo": {k: [_json_scalar(x) for x in v] for k, v in result.thermo.items()},
+             "frames": frames_to_dict(result.frames), "gamma_tracked": result.gamma_tracked,
+             "resumed_from_step": result.extra.get("resumed_from_step", [])}
+    tmp = wd / (CHECKPOINT + ".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, wd / CHECKPOINT)
+
+
+def _load_checkpoint(wd: Path | None) -> dict | None:
+    import json
+
+    if wd is None or not (wd / CHECKPOINT).exists():
+        return None
+    return json.loads((wd / CHECKPOINT).read_text())
+
+
+def _restore_checkpoint(state: dict, atoms: Atoms, result: MDResult, rng: np.random.Generator) -> int:
+    atoms.set_cell(state["cell"])
+    atoms.positions = np.asarray(state["positions"])
+    atoms.set_momenta(np.asarray(state["momenta"]))
+    rng.bit_generator.state = state["rng"]
+    result.thermo = {k: [float("nan") if x is None else x for x in v] for k, v in state["thermo"].items()}
+    result.frames = frames_from_dict(state["frames"])
+    result.gamma_tracked = bool(state.get("gamma_tracked"))
+    return int(state["step"])
 
 
 def _thermo_row(atoms: Atoms, step: int, dt_fs: float, max_gamma: float) -> list[float]:
@@ -341,30 +449,9 @@ def _thermo_row(atoms: Atoms, step: int, dt_fs: float, max_gamma: float) -> list
         pressure = float(-np.mean(stress[:3]) / units.bar)
     except Exception:  # noqa: BLE001 - calculators without stress
         pressure = float("nan")
-    return [float(step), step * dt_fs / 1000.0, float(atoms.get_temperature()), epot, pressure, vol,
+    density = float(atoms.get_masses().sum() * 1.66053906660 / vol) if vol == vol and vol > 0 else float("nan")
+    return [float(step), step * dt_fs / 1000.0, float(atoms.get_temperature()), epot, pressure, vol, density,
             float(max_gamma)]
-
-
-def melt_quench_protocol(t_melt: float = 5000.0, melt_ps: float = 10.0, cooling_rate_K_per_ps: float = 10.0,
-                         t_final: float = 10.0, timestep_fs: float = 1.0, gamma_lo: float = 2.5,
-                         gamma_hi: float = 30.0, collect_every_kelvin: float = 1000.0, gamma_every: int = 10,
-                         thermo_every: int = 100, dump_every: int = 1000, seed: int = 0,
-                         thermostat: str = "nose-hoover", name: str = "melt-quench") -> MDProtocol:
-    """The paper's exploration protocol: NVT melt at ``t_melt`` then a linear quench to ``t_final``.
-
-    Defaults: 5000 K for 10 ps, cooling at 10 K/ps, frames every 1000 K and whenever max γ > 2.5,
-    stop when max γ > 30. Every number is an argument.
-    """
-    steps_per_ps = int(round(1000.0 / timestep_fs))
-    melt_steps = int(round(melt_ps * steps_per_ps))
-    quench_steps = int(round((t_melt - t_final) / cooling_rate_K_per_ps * steps_per_ps))
-    return MDProtocol(
-        name=name, timestep_fs=timestep_fs, thermostat=thermostat, seed=seed, gamma_every=gamma_every,
-        gamma_lo=gamma_lo, gamma_hi=gamma_hi, collect_every_kelvin=collect_every_kelvin,
-        thermo_every=thermo_every, dump_every=dump_every,
-        stages=[MDStage(ensemble="nvt", steps=melt_steps, t_start=t_melt, label="melt"),
-                MDStage(ensemble="nvt", steps=quench_steps, t_start=t_melt, t_end=t_final, label="quench")],
-    )
 
 
 class AseEngine:
@@ -380,5 +467,5 @@ class AseEngine:
             progress: bool = False, max_force: float | None = 1e3, **_: object) -> MDResult:
         track = protocol.tracks_uncertainty
         calc = potential.ase_calculator(uncertainty=track)
-        return run_ase_md(atoms, calc, protocol, run_id=run_id, progress=progress, max_force=max_force,
+        return run_ase_md(atoms, calc, protocol, run_id=run_id, progress=progress, max_force=max_force, workdir=workdir,
                           gamma_fn=potential.uncertainty_of if track else (lambda _a: None))

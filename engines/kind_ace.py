@@ -72,7 +72,7 @@ class AceKind(PotentialKind):
     def lammps_packages(self, ref, kokkos=False):
         return ["ML-PACE"] + (["KOKKOS"] if kokkos else [])
 
-    def lammps_pair(self, files, elements, kokkos=False, uncertainty=False) -> PairBlock:
+    def lammps_pair(self, files, elements, kokkos=False, uncertainty=False, **_) -> PairBlock:
         from mlipflow.engines.lammps import GammaSource
 
         suffix = "/kk" if kokkos else ""

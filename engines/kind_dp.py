@@ -108,7 +108,7 @@ class DPKind(PotentialKind):
     def lammps_packages(self, ref, kokkos=False):
         return ["DEEPMD"]
 
-    def lammps_pair(self, files, elements, kokkos=False, uncertainty=False) -> PairBlock:
+    def lammps_pair(self, files, elements, kokkos=False, uncertainty=False, **_) -> PairBlock:
         members = _members(files)
         used = members if uncertainty else members[:1]
         extra = " out_freq {every} out_file model_devi.out" if uncertainty else ""

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 GAMMA_DUMP = "extrapolative_frames.dump"
 FINAL_DUMP = "final.dump"
 SNAPSHOT_DUMP = "snapshot_*.dump"  # LAMMPS puts the timestep for '*'
+TRAJ_DUMP = "traj.dump"
+RESTART_PATTERN = "restart.*.bin"
 
 
 @dataclass
@@ -106,7 +108,7 @@ def _ramp_segments(t_a: float, t_b: float, steps: int, every_k: float | None, ga
 def render_lammps_deck(protocol: MDProtocol, data_file: str, pair_block: str | Sequence[str] | PairBlock,
                        elements: Sequence[str] = (), atom_style: str | None = None,
                        gamma_source: GammaSource | None = None, velocity_seed: int | None = None,
-                       extra_setup: Sequence[str] = ()) -> str:
+                       extra_setup: Sequence[str] = (), resume: tuple[str, int] | None = None) -> str:
     """The LAMMPS input for ``protocol`` (see module docstring).
 
     ``pair_block``: the interaction, as a potential kind renders it
@@ -116,6 +118,13 @@ def render_lammps_deck(protocol: MDProtocol, data_file: str, pair_block: str | S
     argument) the uncertainty is evaluated every ``gamma_every`` steps, dumped above ``gamma_lo``
     and halts the run above ``gamma_hi``; stage lengths are rounded up to multiples of
     ``gamma_every`` (LAMMPS requires the fix to be current where it is read).
+
+    Production output: ``traj.dump`` (``id type x y z ix iy iz``, sorted, every ``dump_every``
+    steps or the stage's own interval), thermo with density, and with ``restart_every`` a
+    ``restart.<step>.bin`` file at that interval. ``resume=(restart_file, step)`` renders the
+    continuation: ``read_restart`` instead of ``read_data``, no new velocities, finished stages
+    skipped and the current one run for its remaining steps with the same fix ids (LAMMPS restores
+    the Nosé–Hoover state from the restart) and ramps continued on absolute steps; dumps append.
     """
     from mlipflow.engines.potentials import PairBlock
 
@@ -132,29 +141,35 @@ def render_lammps_deck(protocol: MDProtocol, data_file: str, pair_block: str | S
         raise UserError("render_lammps_deck needs the element order of the data file", "pass elements=[...]")
     if not protocol.stages:
         raise UserError("the MD protocol has no stages", "add at least one MDStage")
-    ge = max(1, int(protocol.gamma_every))
     track_gamma = gamma_source is not None
+    # with uncertainty tracking, stage lengths and thermo are multiples of the evaluation interval
+    ge = max(1, int(protocol.gamma_every)) if track_gamma else 1
     gs = gamma_source
     dt_ps = protocol.timestep_fs / 1000.0
     tdamp_ps = protocol.tdamp_fs / 1000.0
     pdamp_ps = protocol.pdamp_fs / 1000.0
     thermo_every = _round_up(max(1, protocol.thermo_every), ge)
     seed = int(velocity_seed if velocity_seed is not None else (protocol.seed % 900000) + 4928459)
+    resume_step = int(resume[1]) if resume else None
     L: list[str] = [
-        f"# mlipflow exploration deck: protocol '{protocol.name}' (rendered from MDProtocol)",
+        f"# mlipflow MD deck: protocol '{protocol.name}' (rendered from MDProtocol)",
         f"# stages: {', '.join(f'{s.label or s.ensemble}:{s.steps}' for s in protocol.stages)}",
         "units metal",
         f"atom_style {atom_style}",
         "boundary p p p",
-        f"read_data {data_file}",
     ]
+    if resume:
+        L += [f"# continued from the restart written at step {resume_step}", f"read_restart {resume[0]}"]
+    else:
+        L.append(f"read_data {data_file}")
     for i, (el, m) in enumerate(zip(elements, _masses(elements)), start=1):
         L.append(f"mass {i} {_fmt(m)}  # {el}")
     L.append("")
-    L += [ln.rstrip().replace("{every}", str(ge)) for ln in pair_lines]
+    L += [ln.rstrip().replace("{every}", str(max(1, int(protocol.gamma_every)))) for ln in pair_lines]
     L += ["neighbor 2.0 bin", "neigh_modify every 1 delay 0 check yes", f"timestep {_fmt(dt_ps)}", ""]
     L += list(extra_setup)
     gamma_col = ""
+    dumps: dict[str, list[str]] = {}  # dump id -> its defining lines (re-issued around reset_timestep)
     if track_gamma:
         L += ["# extrapolation grade: per-atom gamma every N steps, its maximum, dump and halt"]
         L += [ln.format(every=ge) for ln in gs.setup]
@@ -162,24 +177,50 @@ def render_lammps_deck(protocol: MDProtocol, data_file: str, pair_block: str | S
               "variable max_pace_gamma equal c_max_pace_gamma"]
         gamma_col = " v_max_pace_gamma"
         if protocol.gamma_lo is not None:
-            L += [f'variable dump_skip equal "c_max_pace_gamma <= {_fmt(protocol.gamma_lo)}"',
-                  f"dump pace_dump all custom {ge} {GAMMA_DUMP} id type x y z {gs.per_atom}",
-                  "dump_modify pace_dump skip v_dump_skip sort id format float %.8g"]
+            L.append(f'variable dump_skip equal "c_max_pace_gamma <= {_fmt(protocol.gamma_lo)}"')
+            dumps["pace_dump"] = [f"dump pace_dump all custom {ge} {GAMMA_DUMP} id type x y z {gs.per_atom}",
+                                  "dump_modify pace_dump skip v_dump_skip sort id format float %.8g"]
+            L += dumps["pace_dump"]
+            if resume:
+                L[-1] += " append yes"
         if protocol.gamma_hi is not None:
             L += [f"fix extreme_extrapolation all halt {ge} v_max_pace_gamma > {_fmt(protocol.gamma_hi)} "
                   "error soft message yes"]
-    L += ["", f"thermo_style custom step time temp pe press vol{gamma_col}", f"thermo {thermo_every}",
+    dump_every = int(protocol.dump_every or 0)
+    L += ["", f"thermo_style custom step time temp pe press vol density{gamma_col}", f"thermo {thermo_every}",
           "thermo_modify flush yes", ""]
-    velocities_set = False
+    if dump_every > 0:
+        dumps["traj"] = [f"dump traj all custom {dump_every} {TRAJ_DUMP} id type x y z ix iy iz",
+                         "dump_modify traj sort id format float %.8g"]
+        L += ["# trajectory: image flags for unwrapping (MSD), sorted by id", *dumps["traj"]]
+        if resume:
+            L[-1] += " append yes"
+    if protocol.restart_every:
+        L.append(f"restart {int(protocol.restart_every)} {RESTART_PATTERN}")
+    velocities_set = bool(resume)
     step0 = 0
     for si, st in enumerate(protocol.stages):
         label = st.label or f"stage{si}"
         nsteps = _round_up(st.steps, ge)
+        first, last = step0, step0 + nsteps
+        step0 = last
         if nsteps == 0:
             continue
-        L.append(f"# --- stage {si}: {label} ({st.ensemble}, {nsteps} steps)")
+        if resume_step is not None and last <= resume_step:
+            L.append(f"# --- stage {si}: {label} done before step {resume_step}")
+            continue
+        done = resume_step - first if resume_step is not None and first <= resume_step else 0
+        L.append(f"# --- stage {si}: {label} ({st.ensemble}, {nsteps} steps, steps {first}-{last})")
+        L.append(f"thermo {_round_up(st.thermo_every, ge) if st.thermo_every else thermo_every}")
+        if dump_every > 0:
+            L.append(f"dump_modify traj every {int(st.dump_every or dump_every)}")
         if st.ensemble == "min":
             L.append(f"minimize 1.0e-8 1.0e-6 {nsteps} {nsteps * 10}")
+            # step numbers stay aligned with the protocol (LAMMPS needs the dumps closed to reset)
+            L += [f"undump {d}" for d in dumps]
+            L.append(f"reset_timestep {last}")
+            for lines in dumps.values():
+                L += lines[:-1] + [lines[-1] + " append yes"]
             continue
         t_a = st.t_start
         t_b = st.t_end if st.t_end is not None else st.t_start
@@ -187,39 +228,42 @@ def render_lammps_deck(protocol: MDProtocol, data_file: str, pair_block: str | S
             L.append(f"velocity all create {_fmt(max(t_a, 1e-3))} {seed} dist gaussian mom yes rot no")
             velocities_set = True
         fid = f"md{si}"
+        extra_fix = None
         if st.ensemble == "nvt":
             if protocol.thermostat == "nose-hoover":
                 L.append(f"fix {fid} all nvt temp {_fmt(t_a)} {_fmt(t_b)} {_fmt(tdamp_ps)}")
             elif protocol.thermostat == "bussi":
+                extra_fix = f"{fid}i"
                 L += [f"fix {fid}i all nve",
                       f"fix {fid} all temp/csvr {_fmt(t_a)} {_fmt(t_b)} {_fmt(tdamp_ps)} {seed + si + 1}"]
             else:
+                extra_fix = f"{fid}i"
                 L += [f"fix {fid}i all nve",
                       f"fix {fid} all langevin {_fmt(t_a)} {_fmt(t_b)} {_fmt(tdamp_ps)} {seed + si + 1}"]
         elif st.ensemble == "npt":
-            p = st.pressure if st.pressure is not None else 1.0
+            p = _fmt(st.pressure)
             L.append(f"fix {fid} all npt temp {_fmt(t_a)} {_fmt(t_b)} {_fmt(tdamp_ps)} "
-                     f"iso {_fmt(p)} {_fmt(p)} {_fmt(pdamp_ps)}")
+                     f"{st.coupling} {p} {p} {_fmt(pdamp_ps)}")
         else:
             L.append(f"fix {fid} all nve")
         segs = _ramp_segments(t_a, t_b, nsteps, protocol.collect_every_kelvin, ge)
-        done = 0
-        if len(segs) > 1:  # the ramp spans several runs: start/stop in absolute steps
-            L.append(f"variable s{si} equal $(step)")
+        prev = 0
         for end, T_end in segs:
-            n = end - done
-            if len(segs) == 1:
+            if end <= done:
+                prev = end
+                continue
+            n = end - max(prev, done)
+            if t_a == t_b and len(segs) == 1:
                 L.append(f"run {n}")
-            else:
-                L.append(f"run {n} start ${{s{si}}} stop $(v_s{si}+{nsteps}:%.0f)")
-            done = end
+            else:  # ramps run on absolute steps, so a continued ramp carries on where it stopped
+                L.append(f"run {n} start {first} stop {last}")
+            prev = end
             if end < nsteps:  # a multiple of collect_every_kelvin was crossed
                 L.append(f"write_dump all custom {SNAPSHOT_DUMP} id type x y z "
                          f"modify sort id  # T = {_fmt(T_end)} K")
-        for extra in ((f"{fid}i",) if f"fix {fid}i all nve" in L else ()):
-            L.append(f"unfix {extra}")
+        if extra_fix:
+            L.append(f"unfix {extra_fix}")
         L.append(f"unfix {fid}")
-        step0 += nsteps
     L += ["", "# final structure",
           f"write_dump all custom {FINAL_DUMP} id type x y z modify sort id",
           "write_data final.data", ""]
@@ -275,11 +319,14 @@ def lammps_command(cmd: str | None = None, kokkos: bool | None = None) -> list[s
 
 def run_lammps(deck: str, workdir: str | Path, cmd: str | None = None, elements: Sequence[str] = (),
                protocol: MDProtocol | None = None, timeout: float | None = None,
-               files: dict[str, str | Path] | None = None, progress: bool = True) -> MDResult:
+               files: dict[str, str | Path] | None = None, progress: bool = True, resumed: bool = False) -> MDResult:
     """Write ``deck`` to ``workdir/in.lammps``, run LAMMPS there and parse the results back.
 
-    ``files``: name -> source path copied (symlinked) into ``workdir`` first (data, potential).
-    Raises ``RuntimeError`` with the log tail when LAMMPS fails for another reason than the halt.
+    ``files``: name -> source path copied into ``workdir`` first (data, potential).
+    ``resumed``: the deck continues a killed run (see :func:`prepare_resume`): earlier logs and
+    dumps are kept. A run that blows up (lost atoms, NaN energies) comes back ``terminated`` with
+    the reason and the last restart file; another LAMMPS failure raises ``RuntimeError`` with the
+    log tail.
     """
     from tqdm.auto import tqdm
 
@@ -289,8 +336,10 @@ def run_lammps(deck: str, workdir: str | Path, cmd: str | None = None, elements:
         target = wd / name
         if Path(src).resolve() != target:
             target.write_bytes(Path(src).read_bytes())
-    for stale in [*wd.glob("snapshot_*.dump"), wd / GAMMA_DUMP, wd / FINAL_DUMP, wd / "log.lammps"]:
-        stale.unlink(missing_ok=True)
+    if not resumed:
+        for stale in [*wd.glob("snapshot_*.dump"), *wd.glob("restart.*.bin"), *wd.glob("log.*.lammps"),
+                      wd / GAMMA_DUMP, wd / FINAL_DUMP, wd / TRAJ_DUMP, wd / "log.lammps"]:
+            stale.unlink(missing_ok=True)
     (wd / "in.lammps").write_text(deck)
     argv = lammps_command(cmd) + ["-in", "in.lammps", "-log", "log.lammps", "-screen", "none"]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -305,7 +354,7 @@ def run_lammps(deck: str, workdir: str | Path, cmd: str | None = None, elements:
                         "set executables.lammps_cmd in ~/.mlipflow.yaml (or MLIPFLOW_EXECUTABLES__LAMMPS_CMD)") from exc
     try:
         while proc.poll() is None:
-            time.sleep(0.5)
+            time.sleep(0.2)
             if total:
                 last = _last_step(wd / "log.lammps")
                 if last is not None:
@@ -320,14 +369,105 @@ def run_lammps(deck: str, workdir: str | Path, cmd: str | None = None, elements:
     (wd / "lammps.stdout").write_text(out)
     log_text = (wd / "log.lammps").read_text() if (wd / "log.lammps").exists() else ""
     halted = _parse_halt(log_text)
-    if proc.returncode != 0 and not halted:
+    blown = _parse_blowup(log_text + "\n" + out)
+    if proc.returncode != 0 and not halted and not blown:
         tail = "\n".join((log_text or out).strip().splitlines()[-15:])
         if re.search(r"Unrecognized pair style '?pace", log_text + out):
             raise UserError("this LAMMPS has no ML-PACE package (pair_style pace/extrapolation)",
                             "use a LAMMPS built with -D PKG_ML-PACE=ON (KOKKOS: also -D PKG_KOKKOS=ON), "
                             "or the embedded ASE engine")
         raise RuntimeError(f"LAMMPS failed (exit {proc.returncode}) in {wd}:\n{tail}")
-    return parse_lammps_run(wd, elements, protocol, wall_time_s=time.time() - t0)
+    res = parse_lammps_run(wd, elements, protocol, wall_time_s=time.time() - t0)
+    if blown and not res.terminated:
+        res.terminated = True
+        res.termination_reason = f"unstable: {blown}"
+    if res.terminated and not halted:
+        restart = latest_restart(wd)
+        res.extra["stopped_at_step"] = res.steps_done
+        res.termination_reason += (f" at step {res.steps_done}; last restart {restart[0].name} (step {restart[1]})"
+                                   if restart else f" at step {res.steps_done}; no restart file")
+    return res
+
+
+_BLOWUP = (re.compile(r"ERROR: (Lost atoms: original \d+ current \d+)"),
+           re.compile(r"ERROR: (Out of range atoms - cannot compute \w+)"),
+           re.compile(r"ERROR: (Non-numeric (?:atom coords|pressure|box dimensions)[^\n]*)"))
+
+
+def _parse_blowup(text: str) -> str | None:
+    for pat in _BLOWUP:
+        m = pat.search(text)
+        if m:
+            return m.group(1)
+    return None
+
+
+def latest_restart(workdir: str | Path) -> tuple[Path, int] | None:
+    """The newest complete ``restart.<step>.bin`` in ``workdir`` (a file smaller than the others is
+    one a kill cut short, and is skipped) as (path, step), or None."""
+    files = []
+    for p in Path(workdir).glob("restart.*.bin"):
+        m = re.fullmatch(r"restart\.(\d+)\.bin", p.name)
+        if m:
+            files.append((int(m.group(1)), p))
+    if not files:
+        return None
+    files.sort()
+    full = max(p.stat().st_size for _, p in files)
+    for step, p in reversed(files):
+        if p.stat().st_size >= full:
+            return p, step
+    return None
+
+
+def truncate_dump(path: str | Path, step: int) -> None:
+    """Cut a LAMMPS text dump just before its first frame at ``step`` or later (a killed run's
+    frames past its restart point, and a half-written last frame, go; earlier frames stay)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    cut = None
+    frame_start = 0
+    with open(path, "rb") as fh:
+        pos = 0
+        expect_step = False
+        for line in fh:
+            if expect_step:
+                try:
+                    if int(line.split()[0]) >= step:
+                        cut = frame_start
+                        break
+                except (ValueError, IndexError):
+                    cut = frame_start
+                    break
+                expect_step = False
+            if line.startswith(b"ITEM: TIMESTEP"):
+                frame_start, expect_step = pos, True
+            pos += len(line)
+    if cut is not None:
+        os.truncate(path, cut)
+
+
+def prepare_resume(workdir: str | Path) -> tuple[str, int] | None:
+    """Make a killed run's directory ready to continue from its newest restart file: later dump
+    frames and snapshots removed, the log kept as ``log.<k>.lammps``. Returns (restart, step) or None."""
+    wd = Path(workdir)
+    found = latest_restart(wd)
+    if found is None:
+        return None
+    restart, step = found
+    for dump in (wd / TRAJ_DUMP, wd / GAMMA_DUMP):
+        truncate_dump(dump, step)
+    for snap in wd.glob("snapshot_*.dump"):
+        m = re.findall(r"\d+", snap.name)
+        if m and int(m[-1]) >= step:
+            snap.unlink()
+    (wd / FINAL_DUMP).unlink(missing_ok=True)
+    if (wd / "log.lammps").exists():
+        k = len(list(wd.glob("log.*.lammps")))
+        (wd / "log.lammps").rename(wd / f"log.{k}.lammps")
+    (wd / f"resume.{step}").write_text(restart.name)
+    return restart.name, step
 
 
 _STEP_LINE = re.compile(r"^\s*(\d+)\s+[-+0-9.eE]+")
@@ -360,7 +500,7 @@ def _parse_halt(text: str):
 
 
 _COLMAP = {"Step": "step", "Time": "time_ps", "Temp": "temperature_K", "PotEng": "potential_energy_eV",
-           "Press": "pressure_bar", "Volume": "volume_A3", "v_max_pace_gamma": "max_gamma",
+           "Press": "pressure_bar", "Volume": "volume_A3", "Density": "density_g_cm3", "v_max_pace_gamma": "max_gamma",
            "c_max_pace_gamma": "max_gamma"}
 
 
@@ -424,8 +564,9 @@ def parse_lammps_run(workdir: str | Path, elements: Sequence[str], protocol: MDP
     """Thermo, γ frames, temperature snapshots, final structure and halt status of a finished run."""
     wd = Path(workdir)
     log_text = (wd / "log.lammps").read_text() if (wd / "log.lammps").exists() else ""
-    thermo = parse_thermo(log_text)
+    thermo = _thermo_all_attempts(wd, log_text)
     res = MDResult(protocol=protocol or MDProtocol(), engine="lammps", thermo=thermo, wall_time_s=wall_time_s)
+    res.extra["resumed_from_step"] = _resume_steps(wd)
     halt = _parse_halt(log_text)
     dt_ps = (protocol.timestep_fs if protocol else 1.0) / 1000.0
     temps = dict(zip(thermo["step"], thermo["temperature_K"]))
@@ -471,7 +612,37 @@ def parse_lammps_run(workdir: str | Path, elements: Sequence[str], protocol: MDP
     if frames:
         res.final_atoms = frames[-1].copy()
     res.trajectory_path = str(wd / GAMMA_DUMP) if (wd / GAMMA_DUMP).exists() else None
+    if (wd / TRAJ_DUMP).exists():
+        res.trajectory_files = [str(wd / TRAJ_DUMP)]
+        res.trajectory_path = res.trajectory_path or str(wd / TRAJ_DUMP)
+    restart = latest_restart(wd)
+    res.restart_file = str(restart[0]) if restart else None
     return res
+
+
+def _resume_steps(wd: Path) -> list[int]:
+    return sorted(int(p.name.split(".")[1]) for p in wd.glob("resume.*") if p.name.split(".")[1].isdigit())
+
+
+def _thermo_all_attempts(wd: Path, log_text: str) -> dict[str, list[float]]:
+    """Thermo of a run continued from restarts: each earlier log up to the step the next attempt
+    continued from, then the current log (no gap, no repeated step)."""
+    resumes = _resume_steps(wd)
+    old_logs = sorted(wd.glob("log.*.lammps"), key=lambda p: int(p.name.split(".")[1]))
+    if not old_logs:
+        return parse_thermo(log_text)
+    out: dict[str, list[float]] = {c: [] for c in THERMO_COLUMNS}
+    parts = [(p.read_text(), resumes[i] if i < len(resumes) else None) for i, p in enumerate(old_logs)]
+    for text, upto in parts + [(log_text, None)]:
+        th = parse_thermo(text)
+        for i, step in enumerate(th["step"]):
+            if upto is not None and step >= upto:
+                break
+            if out["step"] and step <= out["step"][-1]:
+                continue
+            for c in THERMO_COLUMNS:
+                out[c].append(th[c][i])
+    return out
 
 
 #: LAMMPS build flag of each package a deck may need.
@@ -510,30 +681,42 @@ class LammpsEngine:
         exe = get_settings().executables
         require_lammps_packages(exe.lammps_cmd, kind.lammps_packages(ref, kokkos=exe.lammps_kokkos))
 
-    def prepare(self, protocol: MDProtocol, atoms: Atoms, potential, workdir: str | Path) -> tuple[str, list[str]]:
-        """Write ``structure.data``, ``in.lammps`` and the potential's files into ``workdir``; (deck, elements)."""
+    def prepare(self, protocol: MDProtocol, atoms: Atoms, potential, workdir: str | Path
+                ) -> tuple[str, list[str], tuple[str, int] | None]:
+        """Write ``structure.data``, ``in.lammps`` and the potential's files into ``workdir``; (deck, elements,
+        the restart it continues from or None)."""
         from mlipflow.settings import get_settings
 
         exe = get_settings().executables
         elements = potential.elements or sorted(set(atoms.get_chemical_symbols()))
-        pair = potential.lammps_pair(elements, kokkos=exe.lammps_kokkos, uncertainty=protocol.tracks_uncertainty)
+        ox = atoms.arrays.get("oxidation_state")
+        has_ox = ox is not None and np.any(ox != 0)
+        pair = potential.lammps_pair(elements, kokkos=exe.lammps_kokkos, uncertainty=protocol.tracks_uncertainty,
+                                     per_atom_charges=bool(has_ox))
+        if pair.charge_per_oxidation_state:
+            atoms = atoms.copy()
+            atoms.set_initial_charges(pair.charge_per_oxidation_state * np.asarray(ox, dtype=float))
         wd = Path(workdir)
         wd.mkdir(parents=True, exist_ok=True)
         write_lammps_data(atoms, wd / "structure.data", elements, atom_style=pair.atom_style)
         for name, src in pair.files.items():
             (wd / name).write_bytes(Path(src).read_bytes())
-        deck = render_lammps_deck(protocol, "structure.data", pair, elements)
+        resume = prepare_resume(wd) if protocol.restart_every else None
+        deck = render_lammps_deck(protocol, "structure.data", pair, elements, resume=resume)
         (wd / "in.lammps").write_text(deck)
-        return deck, elements
+        return deck, elements, resume
 
     def run(self, protocol: MDProtocol, atoms: Atoms, potential, workdir: str | Path, *, run_id: str | None = None,
             progress: bool = False, **_: object) -> MDResult:
         from mlipflow.settings import get_settings
 
         exe = get_settings().executables
-        deck, elements = self.prepare(protocol, atoms, potential, workdir)
+        deck, elements, resume = self.prepare(protocol, atoms, potential, workdir)
+        if resume:
+            log.info("LAMMPS %s: continuing from %s (step %d)", protocol.name, *resume)
         res = run_lammps(deck, workdir, cmd=exe.lammps_command(), elements=elements, protocol=protocol,
-                         progress=progress)
+                         progress=progress, resumed=resume is not None)
+        res.extra["elements"] = list(elements)
         if run_id:
             res.run_id = run_id
             for fr in res.frames:

@@ -24,7 +24,8 @@ def engine(name: str):
 
 
 def to_atoms(structure: Any):
-    """ase.Atoms (positions, numbers, cell, pbc only) from Atoms, a pymatgen Structure or its dict."""
+    """ase.Atoms (positions, numbers, cell, pbc, and oxidation states where given) from Atoms, a
+    pymatgen Structure or its dict."""
     from ase import Atoms
 
     if isinstance(structure, Atoms):
@@ -37,8 +38,8 @@ def to_atoms(structure: Any):
             structure = Structure.from_dict(structure)
         at = AseAtomsAdaptor.get_atoms(structure)
     at.calc = None
-    for key in list(at.arrays):
-        if key not in ("numbers", "positions"):
+    for key in list(at.arrays):  # oxidation states stay: fixed-charge potentials may take charges from them
+        if key not in ("numbers", "positions", "oxidation_state"):
             del at.arrays[key]
     at.info = {}
     return at

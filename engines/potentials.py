@@ -37,6 +37,7 @@ class PairBlock:
     packages: list[str] = field(default_factory=list)   # LAMMPS packages the lines need
     files: dict[str, str] = field(default_factory=dict)  # name in the work dir -> source path
     uncertainty: Any = None  # mlipflow.engines.lammps.GammaSource when the block tracks uncertainty
+    charge_per_oxidation_state: float | None = None  # per-atom charges = this × the structure's oxidation states
 
 
 class PotentialKind:
@@ -94,7 +95,7 @@ class PotentialKind:
         return ["KOKKOS"] if kokkos else []
 
     def lammps_pair(self, files: dict[str, Path], elements: list[str], kokkos: bool = False,
-                    uncertainty: bool = False) -> PairBlock:
+                    uncertainty: bool = False, **options: Any) -> PairBlock:
         raise UserError(f"potential kind {self.name!r} has no LAMMPS pair style", "use the ase engine")
 
     # ---- helpers
@@ -172,10 +173,12 @@ class Materialized:
         return self.kind.ase_calculator(self.files, uncertainty=uncertainty, **options)
 
     def lammps_pair(self, elements: list[str] | None = None, kokkos: bool = False,
-                    uncertainty: bool = False) -> PairBlock:
+                    uncertainty: bool = False, per_atom_charges: bool = False) -> PairBlock:
+        """``per_atom_charges``: the structure carries oxidation states the kind may take charges from."""
         if uncertainty:
             self.kind.require_uncertainty(self.files)
-        return self.kind.lammps_pair(self.files, elements or self.elements, kokkos=kokkos, uncertainty=uncertainty)
+        return self.kind.lammps_pair(self.files, elements or self.elements, kokkos=kokkos, uncertainty=uncertainty,
+                                     per_atom_charges=per_atom_charges)
 
     @property
     def elements(self) -> list[str]:
@@ -236,15 +239,51 @@ def ref_from_path(path: str | Path, active_set: str | Path | None = None) -> Pot
     if not p.exists():
         raise UserError(f"potential file {p} does not exist", "check the path")
     name = p.name.lower()
-    for kname in POTENTIAL_KINDS.names():
-        kind = kind_of(kname)
-        if kind.suffixes and name.endswith(kind.suffixes):
-            paths = {kind.main_role: str(p)}
-            if active_set:
-                paths["active_set"] = str(active_set)
-            return PotentialRef(kind=kname, name=p.name, paths=paths)
+    # the longest matching suffix wins: x.classical.yaml is classical, not ACE (.yaml)
+    matches = sorted(((len(suf), kname) for kname in POTENTIAL_KINDS.names() for suf in kind_of(kname).suffixes
+                      if name.endswith(suf)), reverse=True)
+    for _, kname in matches[:1]:
+        paths = {kind_of(kname).main_role: str(p)}
+        if active_set:
+            paths["active_set"] = str(active_set)
+        return PotentialRef(kind=kname, name=p.name, paths=paths)
     suffixes = sorted({s for k in POTENTIAL_KINDS.names() for s in kind_of(k).suffixes})
     raise UserError(f"unknown potential type {p.name}", f"give a potential file ending in one of {', '.join(suffixes)}")
+
+
+def potential_ref(spec: Any) -> PotentialRef:
+    """A :class:`PotentialRef` from any way a campaign file names a potential.
+
+    ``spec``: a reference/document or its dict (``{kind: ace, paths: {...}}``); a potential file
+    (kind by suffix); a shipped classical set's name (``pedone2006``); or
+    ``{campaign: NAME, which: final|first}``: that finished active-learning campaign's potential,
+    read from the store.
+    """
+    from mlipflow.engines.kind_classical import shipped
+
+    if isinstance(spec, (PotentialRef, PotentialDoc)):
+        return PotentialRef.coerce(spec)
+    if isinstance(spec, dict) and "campaign" in spec:
+        from mlipflow.store import query_outputs
+
+        which = spec.get("which", "final")
+        if which not in ("first", "final"):
+            raise UserError(f"which: {which!r}", "use which: final or which: first")
+        docs = query_outputs(doc_type="campaign", campaign=spec["campaign"], limit=1)
+        ref = ((docs[0]["output"].get("summary") or {}).get(f"{which}_potential")) if docs else None
+        if not ref:
+            raise UserError(f"no finished campaign {spec['campaign']!r} with a {which} potential in the store",
+                            "run that campaign first (mlipflow run ...), or name the potential by file")
+        return PotentialRef.coerce(ref)
+    if isinstance(spec, dict):
+        return PotentialRef.coerce(spec)
+    if isinstance(spec, str) and spec in shipped():
+        return ref_from_path(shipped(spec))
+    if isinstance(spec, (str, Path)):
+        return ref_from_path(spec)
+    raise UserError(f"cannot read a potential from {spec!r}",
+                    f"give a file, a shipped classical set ({', '.join(shipped())}), a reference or "
+                    "{campaign: NAME, which: final}")
 
 
 def calculator(spec: Any, uncertainty: bool = False, **kwargs: Any):
@@ -255,8 +294,14 @@ def calculator(spec: Any, uncertainty: bool = False, **kwargs: Any):
     (``emt``, ``lj``, ``chgnet``); or an import path ``'package.module:Class'`` (``kwargs`` are
     its keyword arguments).
     """
+    from mlipflow.engines.kind_classical import shipped
+
+    if isinstance(spec, dict) and "campaign" in spec:
+        spec = potential_ref(spec)
     if isinstance(spec, (PotentialRef, PotentialDoc)) or isinstance(spec, dict):
         return materialize(spec).ase_calculator(uncertainty=uncertainty, **kwargs)
+    if isinstance(spec, str) and spec in shipped():
+        return materialize(potential_ref(spec)).ase_calculator(uncertainty=uncertainty, **kwargs)
     if isinstance(spec, Path) or (isinstance(spec, str) and Path(spec).suffix and Path(spec).exists()):
         return materialize(ref_from_path(spec)).ase_calculator(uncertainty=uncertainty, **kwargs)
     if not isinstance(spec, str):

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from jobflow import Flow, Maker, Response, job
-from pydantic import ValidationError
 
-from mlipflow.errors import UserError
+from mlipflow.errors import UserError, parse_parameters
 from mlipflow.makers.ace import AceFitMaker, MaxVolSelector, fit_settings
 from mlipflow.makers.active_learning import (
     InitialDatasetMaker,
@@ -301,12 +300,8 @@ AL_KINDS = {"ace": _ace_makers, "dp": _dp_makers}
 
 def active_learning_flow(campaign: str = "nafepo4", **parameters) -> Flow:
     """The whole campaign as one flow (parameters: :class:`ActiveLearningConfig`)."""
-    try:
-        cfg = ActiveLearningConfig(**parameters)
-    except ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise UserError(f"invalid active-learning parameters: {msgs}",
-                        "see examples/nafepo4_mini.yaml and mlipflow.schemas.active_learning") from None
+    cfg = parse_parameters(ActiveLearningConfig, parameters, "active-learning parameters",
+                           "see examples/nafepo4_mini.yaml and mlipflow.schemas.active_learning")
     return ActiveLearningMaker.from_config(cfg, campaign).make(campaign)
 
 

@@ -64,7 +64,7 @@ def generate_cells(cfg: StructuresConfig, seed: int, n_structures: int | None = 
 
 def exploration_protocol(cfg: ExploreConfig, seed: int) -> MDProtocol:
     """The melt-quench exploration protocol of an :class:`ExploreConfig`."""
-    from mlipflow.engines.ase_md import melt_quench_protocol
+    from mlipflow.engines.protocols import melt_quench_protocol
 
     return melt_quench_protocol(
         t_melt=cfg.t_melt, melt_ps=cfg.melt_ps, cooling_rate_K_per_ps=cfg.cooling_rate_K_per_ps,

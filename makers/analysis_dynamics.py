@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from jobflow import Maker, job
@@ -126,6 +126,7 @@ class DiffusionAnalysisMaker(Maker):
     plots: bool = True
     plot_dir: str | None = None
     memmap_dir: str | None = None  # stream positions to a memmap file here (trajectories larger than RAM)
+    stage: str | None = None  # MD run documents: only this stage's frames (e.g. 'sample'), after its discard_fraction
 
     def parameters(self) -> dict[str, Any]:
         return {"timestep_fs": self.timestep_fs, "dump_every": self.dump_every, "every": self.every,
@@ -133,7 +134,8 @@ class DiffusionAnalysisMaker(Maker):
                 "n_blocks": self.n_blocks, "remove_drift": self.remove_drift, "format": self.format,
                 "types": self.types if not isinstance(self.types, dict) else {str(k): v for k, v in self.types.items()},
                 "van_hove_lags_ps": self.van_hove_lags_ps, "fast_slow_ion": self.fast_slow_ion,
-                "fast_slow_lag_ps": self.fast_slow_lag_ps, "error_method": "block average over time (see docs)"}
+                "fast_slow_lag_ps": self.fast_slow_lag_ps, "stage": self.stage,
+                "error_method": "block average over time (see docs)"}
 
     @job
     def make(self, source: Any) -> AnalysisDoc:
@@ -158,7 +160,7 @@ class DiffusionAnalysisMaker(Maker):
                                        every=self.every, memmap_path=memmap, progress=True)
             label = ", ".join(map(str, source))
         else:
-            factory, label = source_frames(source, fmt=self.format, types=self.types, every=self.every)
+            factory, label = source_frames(source, fmt=self.format, types=self.types, every=self.every, stage=self.stage)
             traj = dyn.stack_frames(factory(), memmap_path=memmap, progress=True, path=label)
         if dump_every is None and run is not None and (len(traj.steps) < 2 or np.any(traj.steps < 0)):
             dump_every = (run.get("protocol") or {}).get("dump_every")  # frames without step numbers
@@ -220,6 +222,19 @@ class ArrheniusMaker(Maker):
             T, D, S = list(temperatures), list(D_cm2_s), sigma_cm2_s
         else:
             raise UserError("no data for the Arrhenius fit", "give diffusion documents or temperatures and D")
+        # a non-diffusive point (D <= 0: the MSD did not grow within the window) is dropped and
+        # recorded; with fewer than two points left there is no fit, and the document says why
+        keep = [i for i, d in enumerate(D) if d > 0 and T[i] > 0]
+        dropped = [{"T": float(T[i]), "D_cm2_s": float(D[i])} for i in range(len(D)) if i not in keep]
+        params = {"species": self.species, "T_min": self.T_min, "units": "cm2/s",
+                  "method": "weighted least squares of ln D vs 1/(kB T), weights (D/σ)²"}
+        if len(keep) < 2:
+            return AnalysisDoc(kind="arrhenius", parameters=params,
+                               results={"arrhenius": None, "dropped": dropped,
+                                        "error": f"{len(keep)} diffusive point(s) (D > 0): an Arrhenius fit needs two"},
+                               input_hash=content_hash("arrhenius", params, T, D, S))
+        T, D = [T[i] for i in keep], [D[i] for i in keep]
+        S = [S[i] for i in keep] if S else S
         fit = arrhenius_fit(T, D, S if S and all(s > 0 for s in S) else None, T_min=self.T_min)
         plots = {}
         if self.plots:
@@ -228,9 +243,7 @@ class ArrheniusMaker(Maker):
             outdir = Path(self.plot_dir) if self.plot_dir else Path.cwd() / "dynamics_plots"
             plots["arrhenius"] = str(Path(plot_arrhenius(fit, outdir / f"arrhenius_{self.species}.png",
                                                          label=f"D({self.species}) (cm²/s)")).resolve())
-        params = {"species": self.species, "T_min": self.T_min, "units": "cm2/s",
-                  "method": "weighted least squares of ln D vs 1/(kB T), weights (D/σ)²"}
-        results = {"arrhenius": fit.to_dict() | {"species": self.species}}
+        results = {"arrhenius": fit.to_dict() | {"species": self.species}, "dropped": dropped}
         return AnalysisDoc(kind="arrhenius", parameters=params, results=results, plots=plots,
                            input_hash=content_hash("arrhenius", params, T, D, S))
 
@@ -242,6 +255,7 @@ class GlassTransitionMaker(Maker):
     name: str = "glass transition"
     quantity: str = "density"  # density | volume | enthalpy
     min_points: int = 3
+    stage: str | None = None  # MD run documents: only this stage's thermo (e.g. 'cool')
     plots: bool = True
     plot_dir: str | None = None
 
@@ -254,6 +268,12 @@ class GlassTransitionMaker(Maker):
         if md_run is not None:
             run = _as_dict(md_run)
             th = run.get("thermo") or {}
+            if self.stage is not None:
+                from mlipflow.schemas.md import MDProtocol
+
+                w = MDProtocol.model_validate(run["protocol"]).window(self.stage)
+                keep = [i for i, st in enumerate(th.get("step") or []) if w.analysis_first_step <= st <= w.last_step]
+                th = {k: [v[i] for i in keep] for k, v in th.items() if v and len(v) == len(th["step"])}
             T = th.get("temperature_K")
             if not T:
                 raise UserError("the MD run has no temperature_K thermo column")
@@ -261,12 +281,15 @@ class GlassTransitionMaker(Maker):
                 V = np.asarray(th.get("volume_A3") or [], dtype=float)
                 if V.size != len(T):
                     raise UserError("the MD run has no volume_A3 column (an NPT cooling run is needed)")
-                if self.quantity == "density":
+                if self.quantity == "density" and len(th.get("density_g_cm3") or []) == len(T) and all(
+                        d is not None for d in th["density_g_cm3"]):
+                    y = np.asarray(th["density_g_cm3"], dtype=float)  # the engines' own density column
+                elif self.quantity == "density":
                     if not run.get("final_structure"):
                         raise UserError("density needs the composition (final_structure) of the run")
                     from pymatgen.core import Structure
 
-                    mass_g = Structure.from_dict(run["final_structure"]).composition.weight * 1.66053906660e-24
+                    mass_g = float(Structure.from_dict(run["final_structure"]).composition.weight) * 1.66053906660e-24
                     y = mass_g / (V * 1e-24)
                 else:
                     y = V
@@ -289,7 +312,8 @@ class GlassTransitionMaker(Maker):
 
             outdir = Path(self.plot_dir) if self.plot_dir else Path.cwd() / "dynamics_plots"
             plots["tg"] = str(Path(plot_tg(res, outdir / "tg.png")).resolve())
-        params = {"quantity": self.quantity, "min_points": self.min_points, "method": "continuous two-line fit"}
+        params = {"quantity": self.quantity, "min_points": self.min_points, "stage": self.stage,
+                  "method": "continuous two-line fit"}
         return AnalysisDoc(kind="tg", source=source, parameters=params, results={"tg": res.to_dict()}, plots=plots,
                            input_hash=content_hash("tg", params, list(map(float, T)), list(map(float, y))))
 
@@ -298,8 +322,9 @@ class GlassTransitionMaker(Maker):
 class ElasticMaker(Maker):
     """Elastic constants by stepwise ±strain with fixed-cell relaxation and stress–strain regression."""
 
+    need: ClassVar[str] = "gpu"  # relaxations with the potential, like MD
     name: str = "elastic"
-    calculator: str = "emt"
+    calculator: Any = "emt"  # a labeler name, a potential file, a shipped classical set or a reference
     calculator_kwargs: dict[str, Any] = field(default_factory=dict)
     strain: float = 1e-4
     steps: int = 20

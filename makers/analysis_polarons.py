@@ -54,6 +54,7 @@ class PolaronAnalysisMaker(Maker):
     format: str | None = None  # noqa: A003
     types: dict[int, str] | str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    stage: str | None = None  # MD run documents: only this stage (its discard_fraction applies), at its temperature
     plots: bool = True
     plot_dir: str | None = None  # default: <job cwd>/polaron_plots
 
@@ -61,7 +62,7 @@ class PolaronAnalysisMaker(Maker):
         from mlipflow.analysis.polarons import PolaronParams
 
         p = PolaronParams.from_dict({"layer_axis": self.axis, "discard_fraction": self.discard_fraction} | self.params)
-        return p.to_dict() | {"li_sites": self.li_sites, "format": self.format,
+        return p.to_dict() | {"li_sites": self.li_sites, "format": self.format, "stage": self.stage,
                               "types": self.types if not isinstance(self.types, dict)
                               else {str(k): v for k, v in self.types.items()}}
 
@@ -73,11 +74,17 @@ class PolaronAnalysisMaker(Maker):
         run = None
         if hasattr(source, "model_dump") or (isinstance(source, dict) and "protocol" in source):
             run = _as_dict(source)
-        factory, label = source_frames(run if run is not None else source, fmt=self.format, types=self.types)
+        factory, label = source_frames(run if run is not None else source, fmt=self.format, types=self.types,
+                                       stage=self.stage)
         dt = self.timestep_ps
         if dt is None and run is not None:
             dt = md_frame_interval_ps(run, factory)
         temperature = self.temperature_K if self.temperature_K is not None else (_md_temperature(run) if run else None)
+        if self.stage is not None and self.temperature_K is None:
+            from mlipflow.schemas.md import MDProtocol
+
+            prot = MDProtocol.model_validate(run["protocol"])
+            temperature = prot.stages[prot.window(self.stage).index].t_start
         p = PolaronParams.from_dict({"layer_axis": self.axis, "discard_fraction": self.discard_fraction} | self.params)
         res = analyze_polarons(factory, dt, temperature_K=temperature, params=p, li_sites=self.li_sites,
                                label=self.label or (run or {}).get("label"), progress=True)

@@ -31,11 +31,33 @@ def _frames_from_blob(blob: dict[str, Any]):
         yield Frame(positions=np.asarray(blob["positions"][i], dtype=float), cell=np.asarray(blob["cell"][i], dtype=float),
                     symbols=np.array([chemical_symbols[z] for z in blob["numbers"][i]]),
                     ids=np.arange(1, len(blob["numbers"][i]) + 1),
-                    step=(blob.get("step") or [None] * n)[i])
+                    step=(blob.get("step") or [None] * n)[i], unwrapped=bool(blob.get("unwrapped")))
 
 
 def source_frames(source: Any, fmt: str | None = None, types: Any = None, start: int = 0, stop: int | None = None,
-                  every: int = 1):
+                  every: int = 1, stage: str | None = None):
+    """Like :func:`_source_frames`; with ``stage`` (an MD run document's stage label) only the frames
+    of that stage after its ``discard_fraction`` (``MDProtocol.window``), then ``start:stop:every``."""
+    if stage is None:
+        return _source_frames(source, fmt, types, start, stop, every)
+    from mlipflow.schemas.md import MDProtocol
+
+    run = source.model_dump() if hasattr(source, "model_dump") else source
+    if not (isinstance(run, dict) and run.get("protocol")):
+        raise UserError(f"stage={stage!r} needs an MD run document (its protocol names the stages)",
+                        "give the MD run, or leave stage unset")
+    w = MDProtocol.model_validate(run["protocol"]).window(stage)
+    factory, label = _source_frames(run, fmt, types, 0, None, 1)
+
+    def frames():
+        inside = (f for f in factory() if f.step is not None and w.analysis_first_step <= f.step <= w.last_step)
+        return itertools.islice(inside, start, stop, every)
+
+    return frames, f"{label}:{stage}"
+
+
+def _source_frames(source: Any, fmt: str | None = None, types: Any = None, start: int = 0, stop: int | None = None,
+                   every: int = 1):
     """(zero-argument factory of a fresh frame iterator, source label) for any supported source.
 
     ``source``: a file path, an :class:`ase.Atoms`, a pymatgen Structure (or its dict), an
@@ -97,6 +119,7 @@ class StructureAnalysisMaker(Maker):
     start: int = 0
     stop: int | None = None
     every: int = 1
+    stage: str | None = None  # MD run documents: only this stage's frames (after its discard_fraction)
     plots: bool = True
     plot_dir: str | None = None  # default: <job cwd>/structure_plots
 
@@ -106,14 +129,14 @@ class StructureAnalysisMaker(Maker):
                 "max_ring": self.max_ring,
                 "rmax": self.rmax, "dr": self.dr, "lorch": self.lorch, "format": self.format,
                 "types": self.types if not isinstance(self.types, dict) else {str(k): v for k, v in self.types.items()},
-                "start": self.start, "stop": self.stop, "every": self.every}
+                "start": self.start, "stop": self.stop, "every": self.every, "stage": self.stage}
 
     @job
     def make(self, source: Any) -> AnalysisDoc:
         from mlipflow.analysis.structure import analyze_structure, to_json_dict
 
         factory, label = source_frames(source, fmt=self.format, types=self.types, start=self.start, stop=self.stop,
-                                       every=self.every)
+                                       every=self.every, stage=self.stage)
         res = analyze_structure(factory, cutoffs=self.cutoffs, rmax=self.rmax, dr=self.dr, formers=self.formers,
                                 bridge_species=self.bridge_species, angle_triplets=self.angle_triplets,
                                 rings=self.rings, ring_formers=self.ring_formers or self.formers, max_ring=self.max_ring, lorch=self.lorch,

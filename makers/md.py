@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
+import numpy as np
 from jobflow import Maker, job
 
 from mlipflow.schemas import MDProtocol, MDRunDoc, PotentialRef
@@ -34,21 +35,56 @@ def structure_dict(structure: Any) -> dict:
     return dict(structure)
 
 
+TrajectoryMode = Literal["kept", "full", "none"]
+
+
+def full_trajectory_blob(files: list[str], elements: list[str] | None) -> dict[str, Any] | None:
+    """The whole trajectory (LAMMPS dumps with image flags, ASE chunks) as one blob of unwrapped
+    positions, for the store: later jobs read it from there, not from this machine's disk."""
+    from mlipflow.analysis.io import iter_frames
+
+    if not files:
+        return None
+    out: dict[str, list] = {k: [] for k in ("numbers", "positions", "cell", "pbc", "step")}
+    for path in files:
+        types = {i: el for i, el in enumerate(elements or [], start=1)} if str(path).endswith(".dump") else None
+        for fr in iter_frames(path, types=types):
+            out["numbers"].append(fr.numbers.tolist())
+            out["positions"].append(np.round(fr.unwrapped_positions(), 6).tolist())
+            out["cell"].append(np.asarray(fr.cell).tolist())
+            out["pbc"].append([bool(x) for x in fr.pbc])
+            out["step"].append(fr.step if fr.step is not None else fr.info.get("step"))
+    out["unwrapped"] = True
+    return out
+
+
 def run_md_cached(engine: str, protocol: MDProtocol, structure: Any, potential: Any, run_id: str,
-                  progress: bool = False, include_frames: bool = True, max_force: float | None = 1e3) -> MDRunDoc:
-    """:func:`mlipflow.engines.md.run_md` through the cache; returns the run document."""
+                  progress: bool = False, include_frames: bool = True, max_force: float | None = 1e3,
+                  trajectory: TrajectoryMode | None = None) -> MDRunDoc:
+    """:func:`mlipflow.engines.md.run_md` through the cache; returns the run document.
+
+    ``trajectory``: what the document's ``trajectory`` blob holds — ``kept`` (the frames the run
+    kept: uncertain frames, temperature snapshots, the final one; exploration), ``full`` (the whole
+    dumped trajectory, unwrapped; production runs that fit in the store) or ``none`` (only the
+    files, ``trajectory_files``; runs too large for the store). Default: ``kept`` if
+    ``include_frames`` else ``none``. A killed run continues from its last checkpoint
+    (``protocol.restart_every``) in the same content-addressed work directory.
+    """
     from mlipflow import cache
     from mlipflow.engines.md import run_md
 
+    mode = trajectory or ("kept" if include_frames else "none")
     ref = PotentialRef.coerce(potential)
     sdict = structure_dict(structure)
-    key = [engine, protocol, sdict, ref.identity(), include_frames, max_force]
+    key = [engine, protocol, sdict, ref.identity(), include_frames if trajectory is None else mode, max_force]
 
     def compute() -> MDRunDoc:
         workdir = cache.entry_path("md-workdir", key)
         res = run_md(engine, protocol, sdict, potential, workdir, run_id=run_id, progress=progress,
                      max_force=max_force)
-        doc = res.to_doc(potential=ref, include_frames=include_frames)
+        doc = res.to_doc(potential=ref, include_frames=mode == "kept")
+        if mode == "full":
+            doc.trajectory = full_trajectory_blob(res.trajectory_files, res.extra.get("elements"))
         doc.run_id = run_id
         doc.input_hash = cache.cache_key("md", *key)
         return doc
@@ -66,16 +102,19 @@ class MDMaker(Maker):
     protocol: MDProtocol = field(default_factory=MDProtocol)
     progress: bool = False
     include_frames: bool = True
+    trajectory: TrajectoryMode | None = None  # kept | full | none (see run_md_cached); None: by include_frames
 
     @job(data=["trajectory"])
     def make(self, structure: Any, potential: PotentialRef | dict, run_id: str | None = None,
              campaign: str | None = None) -> MDRunDoc:
         import uuid
 
-        protocol = self.protocol if isinstance(self.protocol, MDProtocol) else MDProtocol(**self.protocol)
+        from mlipflow.engines.protocols import build_protocol
+
+        protocol = build_protocol(self.protocol)
         run_id = run_id or uuid.uuid4().hex[:12]
         doc = run_md_cached(self.engine, protocol, structure, potential, run_id, progress=self.progress,
-                            include_frames=self.include_frames)
+                            include_frames=self.include_frames, trajectory=self.trajectory)
         doc.campaign = campaign
         return doc
 

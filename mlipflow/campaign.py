@@ -23,6 +23,8 @@ from mlipflow.errors import UserError
 FLOWS: dict[str, str] = {
     "example_eos": "mlipflow.flows.example:eos_bisection_flow",
     "nafepo4_al": "mlipflow.flows.active_learning:active_learning_flow",
+    "nafepo4_glass": "mlipflow.flows.production:nafepo4_glass_flow",
+    "lfp_md": "mlipflow.flows.lfp_md:lfp_md_flow",
 }
 
 

@@ -15,3 +15,15 @@ class MissingDependencyError(UserError):
 
     def __init__(self, what: str, install: str):
         super().__init__(f"{what} is not installed", f"install it with: {install}")
+
+
+def parse_parameters(model, parameters: dict, what: str, fix: str):
+    """``model(**parameters)``, a pydantic validation failure turned into one UserError line
+    naming each bad field (``what``: e.g. 'glass-campaign parameters')."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**parameters)
+    except ValidationError as exc:
+        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"invalid {what}: {msgs}", fix) from None

@@ -2,7 +2,7 @@
 
 from mlipflow.schemas.base import SCHEMA_VERSION, MlipflowDocument, content_hash, dependency_versions
 from mlipflow.schemas.frames import DatasetDoc, DatasetRef, FrameStatus, LabeledFrame, LabelerSpec
-from mlipflow.schemas.md import AnalysisDoc, CampaignDoc, MDProtocol, MDRunDoc, MDStage, StructureSetDoc
+from mlipflow.schemas.md import AnalysisDoc, CampaignDoc, MDProtocol, MDRunDoc, MDStage, StageWindow, StructureSetDoc
 from mlipflow.schemas.potentials import (
     ActiveLearningSummary,
     ALIterationDoc,
@@ -20,7 +20,7 @@ from mlipflow.schemas.potentials import (
 __all__ = [
     "SCHEMA_VERSION", "MlipflowDocument", "content_hash", "dependency_versions", "LabeledFrame",
     "LabelerSpec", "FrameStatus", "DatasetDoc", "PotentialDoc", "ErrorMetrics", "ALIterationDoc",
-    "CandidateRecord", "MDProtocol", "MDStage", "MDRunDoc", "StructureSetDoc", "AnalysisDoc",
+    "CandidateRecord", "MDProtocol", "MDStage", "StageWindow", "MDRunDoc", "StructureSetDoc", "AnalysisDoc",
     "CampaignDoc", "DatasetRef", "PotentialRef", "StopReason", "UncertaintyStats", "IterationSummary",
     "StabilityResult", "ActiveLearningSummary", "TrustRatios",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mlipflow.schemas.base import MlipflowDocument, Model
 from mlipflow.schemas.potentials import PotentialRef
@@ -17,8 +17,32 @@ class MDStage(Model):
     steps: int = Field(..., ge=0, description="Number of MD steps.")
     t_start: float = Field(300.0, description="Thermostat temperature at the start (K).")
     t_end: float | None = Field(None, description="Temperature at the end (K); linear ramp. None = constant.")
-    pressure: float | None = Field(None, description="Pressure for NPT (bar).")
+    pressure: float | None = Field(None, description="Pressure for NPT (bar); required for NPT stages.")
+    coupling: Literal["iso", "aniso", "tri"] = Field(
+        "iso", description="NPT cell coupling: iso (one length scale), aniso (a, b, c independently), tri (full cell).")
     label: str = Field("", description="Stage name, e.g. 'melt', 'quench'.")
+    thermo_every: int | None = Field(None, gt=0, description="Thermo interval in this stage (steps); None: the protocol's.")
+    dump_every: int | None = Field(None, gt=0, description="Trajectory interval in this stage (steps); None: the protocol's.")
+    discard_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Leading fraction of this stage that analysis discards (equilibration).")
+
+    @model_validator(mode="after")
+    def _npt_needs_pressure(self):
+        if self.ensemble == "npt" and self.pressure is None:
+            from mlipflow.errors import UserError
+
+            raise UserError(f"the NPT stage {self.label or '(unnamed)'!r} has no pressure",
+                            "give pressure: in bar (e.g. pressure: 0.0 or 1.0) for every npt stage")
+        return self
+
+
+class StageWindow(Model):
+    """Where one stage sits in a run (absolute steps) and the part analysis keeps."""
+
+    label: str
+    index: int
+    first_step: int = Field(..., description="Step at which the stage starts.")
+    last_step: int = Field(..., description="Step at which the stage ends.")
+    analysis_first_step: int = Field(..., description="First step analysis uses (after discard_fraction).")
 
 
 class MDProtocol(Model):
@@ -37,10 +61,31 @@ class MDProtocol(Model):
     gamma_hi: float | None = Field(None, description="Stop the run when the uncertainty exceeds this.")
     collect_every_kelvin: float | None = Field(None, description="Also keep a frame each time T crosses a multiple of this (K).")
     seed: int = Field(0, description="Random seed for velocities and thermostat.")
+    restart_every: int | None = Field(None, gt=0, description="Checkpoint interval (steps): LAMMPS write_restart, ASE checkpoint; a killed run continues from the last one. None: no checkpoints.")
 
     @property
     def total_steps(self) -> int:
         return sum(s.steps for s in self.stages)
+
+    def windows(self) -> list[StageWindow]:
+        """Absolute step range of every stage (the engines keep step numbers aligned with these)."""
+        out, step = [], 0
+        for i, st in enumerate(self.stages):
+            first, last = step, step + st.steps
+            out.append(StageWindow(label=st.label or f"stage{i}", index=i, first_step=first, last_step=last,
+                                   analysis_first_step=first + int(round(st.discard_fraction * st.steps))))
+            step = last
+        return out
+
+    def window(self, label: str) -> StageWindow:
+        """The window of the stage called ``label`` (a clear error naming the labels otherwise)."""
+        for w in self.windows():
+            if w.label == label:
+                return w
+        from mlipflow.errors import UserError
+
+        raise UserError(f"protocol {self.name!r} has no stage {label!r}",
+                        f"use one of {[w.label for w in self.windows()]}")
 
     @property
     def tracks_uncertainty(self) -> bool:
@@ -64,11 +109,14 @@ class MDRunDoc(MlipflowDocument):
     steps_done: int = Field(0, description="Steps completed.")
     terminated: bool = Field(False, description="Stopped early (γ above the upper threshold or instability).")
     termination_reason: str | None = Field(None, description="Why it stopped early.")
-    thermo: dict[str, list[float | None]] = Field(default_factory=dict, description="Columns (None where not computed): step, time_ps, temperature_K, potential_energy_eV, pressure_bar, volume_A3, max_gamma.")
+    thermo: dict[str, list[float | None]] = Field(default_factory=dict, description="Columns (None where not computed): step, time_ps, temperature_K, potential_energy_eV, pressure_bar, volume_A3, density_g_cm3, max_gamma.")
     trajectory: dict[str, Any] | None = Field(None, description="Blob: frames (positions Å, cell Å, numbers, step).")
     trajectory_path: str | None = Field(None, description="Trajectory file on disk.")
     final_structure: dict[str, Any] | None = Field(None, description="pymatgen Structure of the last frame.")
     wall_time_s: float | None = Field(None, description="Wall time (s).")
+    restart_file: str | None = Field(None, description="Last checkpoint written (LAMMPS restart / ASE checkpoint): a rerun continues from it.")
+    resumed_from_step: list[int] = Field(default_factory=list, description="Steps at which this run was continued from a checkpoint.")
+    trajectory_files: list[str] = Field(default_factory=list, description="Full trajectory on disk (LAMMPS dump with image flags, ASE chunks), in order.")
 
 
 class StructureSetDoc(MlipflowDocument):

@@ -10,10 +10,10 @@ from ase.calculators.emt import EMT
 from mlipflow.engines.ase_md import (
     frames_from_dict,
     frames_to_dict,
-    melt_quench_protocol,
     run_ase_md,
     set_target_temperature,
 )
+from mlipflow.engines.protocols import melt_quench_protocol
 from mlipflow.schemas import MDProtocol, MDStage
 
 

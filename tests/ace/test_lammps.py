@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from mlipflow.engines.ase_md import melt_quench_protocol
 from mlipflow.engines.lammps import (
     GammaSource,
     lammps_command,
@@ -23,6 +22,7 @@ from mlipflow.engines.lammps import (
     run_lammps,
     write_lammps_data,
 )
+from mlipflow.engines.protocols import melt_quench_protocol
 from mlipflow.errors import UserError
 from mlipflow.schemas import MDStage
 
@@ -92,8 +92,10 @@ def test_ace_deck_key_lines():
     assert any(ln.startswith("dump_modify pace_dump skip v_dump_skip") for ln in lines)
     # quench 5000 -> 10 K is split where T crosses 4000, 3000, 2000, 1000 K: 4 snapshots, 5 runs
     assert sum(ln.startswith("write_dump all custom snapshot_") for ln in lines) == 4
-    assert sum(ln.startswith("run ") and "start ${s1}" in ln for ln in lines) == 5
-    assert "thermo_style custom step time temp pe press vol v_max_pace_gamma" in lines
+    # the ramp runs on absolute steps (10000 .. 10000 + 499000), so a continuation carries on
+    assert sum(ln.startswith("run ") and ln.endswith("start 10000 stop 509000") for ln in lines) == 5
+    assert "thermo_style custom step time temp pe press vol density v_max_pace_gamma" in lines
+    assert "dump traj all custom 1000 traj.dump id type x y z ix iy iz" in lines
     assert lines.index("pair_style pace/extrapolation") < lines.index("fix pace_gamma all pair 10 pace/extrapolation gamma 1")
     kk = render_lammps_deck(p, "structure.data", ace_pair(kokkos=True), ELEMENTS)
     assert "pair_style pace/extrapolation/kk" in kk and "all pair 10 pace/extrapolation/kk gamma 1" in kk

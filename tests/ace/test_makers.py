@@ -9,9 +9,9 @@ from pathlib import Path
 
 from jobflow import Flow, run_locally
 
-from mlipflow.engines.ase_md import melt_quench_protocol
 from mlipflow.engines.pacemaker import AceFitSettings
 from mlipflow.engines.potentials import materialize
+from mlipflow.engines.protocols import melt_quench_protocol
 from mlipflow.makers.ace import AceFitMaker, AceSelectMaker, MaxVolSelector
 from mlipflow.makers.md import MDMaker
 

@@ -48,7 +48,7 @@ def test_classical_kind_same_energy_in_ase_and_lammps(mlipflow_home, tmp_path):
     assert "pair_style buck/coul/long/kk 6.0" in kk.lines and "kspace_style pppm/kk 1.0e-5" in kk.lines
     assert kk.packages == ["KSPACE", "KOKKOS"]
     prot = MDProtocol(stages=[MDStage(ensemble="nve", steps=0)], thermo_every=1)
-    deck, elements = LammpsEngine().prepare(prot, to_atoms(atoms), pot, tmp_path)
+    deck, elements, _ = LammpsEngine().prepare(prot, to_atoms(atoms), pot, tmp_path)
     deck = deck.replace("# final structure", "run 0\n# final structure")
     run_lammps(deck, tmp_path, elements=elements, protocol=prot, progress=False)
     e_lmp = parse_thermo((tmp_path / "log.lammps").read_text())["potential_energy_eV"][0]
