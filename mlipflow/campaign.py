@@ -92,3 +92,40 @@ def build_flow(campaign: CampaignFile, workdir: Path | None = None):
             f"flow {campaign.flow!r} rejected the parameters: {exc}",
             "check the parameter names in the campaign file against the flow's documentation",
         ) from None
+
+
+def campaign_hash(campaign: CampaignFile) -> str:
+    """What identifies a campaign run: its name, flow, parameters and categories."""
+    from mlipflow.schemas.base import content_hash
+
+    return content_hash("campaign-file", campaign.name, campaign.flow, campaign.parameters, campaign.categories)
+
+
+def _runs_store(settings=None):
+    from mlipflow.store import collection
+
+    store = collection("campaign_runs", settings, key="campaign_hash")
+    store.connect()
+    return store
+
+
+def completed_run(campaign: CampaignFile, settings=None) -> dict | None:
+    """The record of a completed local run of this very campaign file, or None."""
+    store = _runs_store(settings)
+    try:
+        return store.query_one({"campaign_hash": campaign_hash(campaign)})
+    finally:
+        store.close()
+
+
+def record_completed(campaign: CampaignFile, n_jobs: int, wall_time_s: float, settings=None) -> None:
+    """Note that this campaign file ran to completion (``mlipflow run`` then reports it as complete)."""
+    from datetime import datetime, timezone
+
+    store = _runs_store(settings)
+    try:
+        store.update([{"campaign_hash": campaign_hash(campaign), "name": campaign.name, "flow": campaign.flow,
+                       "n_jobs": int(n_jobs), "wall_time_s": float(wall_time_s),
+                       "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}])
+    finally:
+        store.close()

@@ -75,16 +75,25 @@ def _setup_progress_logging() -> None:
 def run(
     campaign_file: Path = typer.Argument(..., help="Campaign YAML (see examples/)."),
     workdir: Optional[Path] = typer.Option(None, help="Job directories (default: <scratch_dir>/<campaign>)."),
+    restart: bool = typer.Option(False, "--restart", help="Run a campaign that has completed again (finished "
+                                 "computations with the same inputs still come from the cache)."),
 ) -> None:
-    """Run a campaign locally with jobflow into the configured store (resumable: rerun continues)."""
+    """Run a campaign locally with jobflow into the configured store (resumable: rerun continues;
+    a campaign that completed with the same file is not run again without --restart)."""
     from jobflow.managers.local import run_locally
 
-    from mlipflow.campaign import build_flow, load_campaign
+    from mlipflow.campaign import build_flow, completed_run, load_campaign, record_completed
     from mlipflow.settings import apply_thread_settings, get_settings
     from mlipflow.store import describe, job_store
 
     camp = load_campaign(campaign_file)
     settings = get_settings()
+    done = None if restart else completed_run(camp, settings)
+    if done is not None:
+        console.print(f"campaign {camp.name} is complete (this campaign file, finished {done['completed_at']}, "
+                      f"{done['n_jobs']} jobs); nothing added to the store. Run it again with --restart.")
+        _print_summary(camp.name, settings)
+        return
     apply_thread_settings(settings)
     root = (workdir or settings.scratch_dir / camp.name).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -102,6 +111,7 @@ def run(
     if n_fail:
         console.print(f"[red]{n_fail} job(s) did not complete[/]; fix the cause and rerun the same command to continue")
         raise typer.Exit(1)
+    record_completed(camp, len(responses), dt, settings)
 
 
 def _count_failed(flow, responses) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlipflow.engines.protocols import melt_quench_protocol, run_ase_md
+from mlipflow.engines.ase_md import run_ase_md
+from mlipflow.engines.protocols import melt_quench_protocol
 from mlipflow.engines.selection import candidate_gammas, select_maxvol
 from mlipflow.errors import UserError
 

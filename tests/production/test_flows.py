@@ -137,3 +137,21 @@ def test_bad_production_campaigns(mlipflow_home):
     ]:
         with pytest.raises(UserError, match=message):
             build_flow(CampaignFile(name="bad", flow="nafepo4_glass", parameters=params))
+
+
+def test_rerun_of_a_completed_campaign_adds_nothing(tmp_path):
+    """`mlipflow run` of a campaign that completed with the same file says so and adds no
+    document; `--restart` runs it again; a changed parameter is a new run."""
+    campaign = yaml.safe_load((ROOT / "examples" / "example_eos.yaml").read_text())
+    home, first = _run(campaign, tmp_path)
+    n = len(_outputs(home, "eos_iteration"))
+    assert n >= 5 and "is complete" not in first.stdout
+    path = tmp_path / f"{campaign['name']}.yaml"
+    again = subprocess.run([sys.executable, "-m", "mlipflow.cli.main", "run", str(path)], capture_output=True,
+                           text=True, env=_env(home), timeout=300, cwd=tmp_path)
+    assert again.returncode == 0 and "is complete" in again.stdout and "--restart" in again.stdout
+    assert len(_outputs(home, "eos_iteration")) == n
+    restart = subprocess.run([sys.executable, "-m", "mlipflow.cli.main", "run", str(path), "--restart"],
+                             capture_output=True, text=True, env=_env(home), timeout=300, cwd=tmp_path)
+    assert restart.returncode == 0 and "is complete" not in restart.stdout
+    assert len(_outputs(home, "eos_iteration")) == 2 * n
