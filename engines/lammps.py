@@ -391,7 +391,8 @@ def run_lammps(deck: str, workdir: str | Path, cmd: str | None = None, elements:
 
 _BLOWUP = (re.compile(r"ERROR: (Lost atoms: original \d+ current \d+)"),
            re.compile(r"ERROR: (Out of range atoms - cannot compute \w+)"),
-           re.compile(r"ERROR: (Non-numeric (?:atom coords|pressure|box dimensions)[^\n]*)"))
+           re.compile(r"ERROR: (Non-numeric (?:atom coords|pressure|box dimensions)[^\n]*)"),
+           re.compile(r"ERROR: (Domain too large for neighbor bins|Too many neighbor bins)"))  # a box that blew up
 
 
 def _parse_blowup(text: str) -> str | None:

@@ -45,6 +45,11 @@ class PotentialEntry(Model):
     potential: Any = Field(..., description="File, shipped classical set (pedone2006), reference, or {campaign: NAME, which: final}.")
     engine: str = Field("lammps", description="MD engine (registry name): lammps, ase.")
     required: bool = Field(True, description="False: skip it (with a note) when it cannot be found, e.g. an AL campaign not run yet.")
+    replicas: int | None = Field(None, ge=1, description="This potential's number of glasses (default: the campaign's).")
+    temperatures: list[float] | None = Field(None, description="This potential's diffusion temperatures (default: the campaign's).")
+    heating: list[Literal["nvt", "npt"]] | None = Field(None, description="This potential's heating variants.")
+    glass: dict[str, Any] = Field(default_factory=dict, description="glass_protocol arguments overriding the campaign's.")
+    diffusion: dict[str, Any] = Field(default_factory=dict, description="diffusion_protocol arguments overriding the campaign's.")
 
 
 class GlassCellsConfig(Model):
@@ -111,22 +116,33 @@ def nafepo4_glass_flow(campaign: str = "nafepo4-glass", **parameters) -> Flow:
 
     cfg = parse_parameters(GlassCampaignConfig, parameters, "glass-campaign parameters",
                            "see examples/nafepo4_glass_mini.yaml and mlipflow.flows.production")
-    try:
-        glass_prot = glass_protocol(**cfg.glass)
-        diff_prots = {(h, T): diffusion_protocol(T, heating=h, **cfg.diffusion) for h in cfg.heating
-                      for T in cfg.temperatures}
-    except TypeError as exc:
-        raise UserError(f"protocol arguments: {exc}", "see mlipflow.engines.protocols") from None
+
+    def protocols(entry: PotentialEntry):
+        """(glass protocol, {(heating, T): diffusion protocol}) of one potential."""
+        try:
+            glass = glass_protocol(**(cfg.glass | entry.glass))
+            diff = {(h, T): diffusion_protocol(T, heating=h, **(cfg.diffusion | entry.diffusion))
+                    for h in (entry.heating or cfg.heating) for T in (entry.temperatures or cfg.temperatures)}
+        except TypeError as exc:
+            raise UserError(f"potential {entry.name!r}: protocol arguments: {exc}",
+                            "see mlipflow.engines.protocols") from None
+        return glass, diff
+
+    for entry in cfg.potentials:
+        protocols(entry)  # bad protocol arguments are refused before anything runs
     pots, skipped = _resolve(cfg.potentials)
-    cells = glass_cells(cfg.cells.model_dump(), cfg.replicas, cfg.seed)
+    n_cells = max(e.replicas or cfg.replicas for e, _ in pots)
+    cells = glass_cells(cfg.cells.model_dump(), n_cells, cfg.seed)
     cells.name = "glass cells"
     jobs: list = [cells]
     per_pot: list[dict[str, Any]] = []
-    cooling_npt = next(s for s in glass_prot.stages if s.label == "cool").ensemble == "npt"
     for entry, ref in pots:
+        glass_prot, diff_prots = protocols(entry)
+        cooling_npt = next(s for s in glass_prot.stages if s.label == "cool").ensemble == "npt"
+        heatings = entry.heating or cfg.heating
         outs: dict[str, Any] = {"name": entry.name, "engine": entry.engine, "ref": ref, "glass": [], "structure": [],
-                                "tg": [], "elastic": [], "diffusion": {h: {} for h in cfg.heating}, "arrhenius": {}}
-        for r in range(cfg.replicas):
+                                "tg": [], "elastic": [], "diffusion": {h: {} for h in heatings}, "arrhenius": {}}
+        for r in range(entry.replicas or cfg.replicas):
             tag = f"{entry.name} r{r}"
             md = MDMaker(name=f"glass {tag}", engine=entry.engine, trajectory=cfg.trajectory,
                          protocol=glass_prot.model_copy(update={"seed": cfg.seed + r}))
@@ -152,7 +168,7 @@ def nafepo4_glass_flow(campaign: str = "nafepo4-glass", **parameters) -> Flow:
                                             **({"fast_slow_ion": cfg.species} | cfg.dynamics_analysis)).make(run.output)
                 jobs += [run, da]
                 outs["diffusion"][h].setdefault(f"{T:g}", []).append(da.output)
-        for h in cfg.heating:
+        for h in heatings:
             arr = ArrheniusMaker(name=f"Arrhenius {entry.name} {h}", species=cfg.species).make(
                 [d for runs in outs["diffusion"][h].values() for d in runs])
             jobs.append(arr)

@@ -155,3 +155,20 @@ def test_rerun_of_a_completed_campaign_adds_nothing(tmp_path):
                              capture_output=True, text=True, env=_env(home), timeout=300, cwd=tmp_path)
     assert restart.returncode == 0 and "is complete" not in restart.stdout
     assert len(_outputs(home, "eos_iteration")) == 2 * n
+
+
+def test_per_potential_schedules(mlipflow_home):
+    """A slow potential (ML in ASE) can get fewer replicas and temperatures than the classical one."""
+    from mlipflow.campaign import CampaignFile, build_flow
+    from mlipflow.workers import iter_jobs
+
+    mini = yaml.safe_load((ROOT / "examples" / "nafepo4_glass_mini.yaml").read_text())
+    entry = mini["parameters"]["potentials"][1]
+    assert (entry["replicas"], entry["temperatures"], entry["heating"]) == (1, [1500], ["nvt"])
+    mini["parameters"]["potentials"][1] = entry | {"potential": "pedone2006"}
+    jobs = list(iter_jobs(build_flow(CampaignFile(**mini))))
+    names = [j.name for j in jobs]
+    # Pedone: 2 glasses x (MD, structure, Tg, elastic + 3 T x 2 heatings x (MD, MSD)) + 2 Arrhenius;
+    # ACE-mini: 1 glass x (4 + 1 x (MD, MSD)) + 1 Arrhenius; cells and summary
+    assert len(jobs) == (2 * (4 + 12) + 2) + (4 + 2 + 1) + 2
+    assert [n for n in names if n.startswith("diffusion ACE-mini")] == ["diffusion ACE-mini r0 1500 K nvt"]

@@ -105,7 +105,7 @@ def test_blown_up_run_is_recorded_with_its_restart(tmp_path):
     p = glass_protocol(**(PROTOCOL | {"timestep_fs": 25.0, "t_melt": 20000.0, "minimize_steps": 0}))
     res = run_md("lammps", p, cell(), potential_ref("pedone2006"), tmp_path / "run")
     assert res.terminated and res.steps_done < p.total_steps
-    assert re.search(r"unstable: (Lost atoms|Out of range atoms|Non-numeric)", res.termination_reason)
+    assert re.search(r"unstable: (Lost atoms|Out of range atoms|Non-numeric|Domain too large)", res.termination_reason)
     assert "restart" in res.termination_reason  # where it stopped and what it can continue from
     doc = res.to_doc()
     assert doc.terminated and doc.termination_reason == res.termination_reason
