@@ -163,7 +163,7 @@ def nafepo4_glass_flow(campaign: str = "nafepo4-glass", **parameters) -> Flow:
                 run = MDMaker(name=f"diffusion {tag} {T:g} K {h}", engine=entry.engine, trajectory=cfg.trajectory,
                               protocol=prot.model_copy(update={"seed": cfg.seed + r})
                               ).make(glass.output.final_structure, ref, run_id=f"diff-{entry.name}-{r}-{h}-{T:g}",
-                                     campaign=campaign)
+                                     campaign=campaign, after=glass.output)
                 da = DiffusionAnalysisMaker(name=f"MSD {tag} {T:g} K {h}", stage="sample", temperature_K=T,
                                             **({"fast_slow_ion": cfg.species} | cfg.dynamics_analysis)).make(run.output)
                 jobs += [run, da]
@@ -233,6 +233,9 @@ def summarize_glass(per_potential: list[dict[str, Any]], config: dict[str, Any],
                 row.elastic_GPa[name].append(res.get(key))
         row.elastic_GPa = {k: MeanStd.of(v) for k, v in row.elastic_GPa.items()}
         row.unstable_runs = [f"{g.get('run_id')}: {g.get('termination_reason')}" for g in glass if g.get("terminated")]
+        row.unstable_runs += [f"{_get(_dump(d), 'source')}: {_get(_dump(d), 'results', 'error')}" for by_T in
+                              p["diffusion"].values() for docs in by_T.values() for d in docs
+                              if _get(_dump(d), "results", "error")]
         for kind, docs in (("structure", p["structure"]), ("tg", p["tg"]), ("elastic", p["elastic"]),
                            ("diffusion", [d for by_T in p["diffusion"].values() for ds in by_T.values() for d in ds]),
                            ("arrhenius", list(p["arrhenius"].values()))):

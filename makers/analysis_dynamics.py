@@ -149,6 +149,13 @@ class DiffusionAnalysisMaker(Maker):
             prot = run.get("protocol") or {}
             timestep_fs = timestep_fs or prot.get("timestep_fs")
             temperature = temperature if temperature is not None else _md_temperature(run)
+            if run.get("terminated"):  # a run that stopped early has no sampling window to fit D in
+                return AnalysisDoc(kind="diffusion", source=run.get("input_hash") or run.get("run_id"),
+                                   parameters=self.parameters(),
+                                   results={"error": f"MD run stopped early: {run.get('termination_reason')}",
+                                            "temperature_K": temperature},
+                                   input_hash=content_hash("diffusion-analysis", self.parameters(),
+                                                           run.get("input_hash") or run.get("run_id")))
         if timestep_fs is None:
             raise UserError("the MD timestep is unknown", "set DiffusionAnalysisMaker(timestep_fs=...)")
         memmap = None
@@ -216,8 +223,13 @@ class ArrheniusMaker(Maker):
              D_cm2_s: list[float] | None = None, sigma_cm2_s: list[float] | None = None) -> AnalysisDoc:
         from mlipflow.analysis.dynamics import arrhenius_fit
 
-        if diffusion_docs:
-            T, D, S = arrhenius_points(diffusion_docs, self.species)
+        if diffusion_docs:  # runs that stopped early carry an error instead of D: left out
+            docs = [d for d in diffusion_docs if "diffusion" in (_as_dict(d).get("results", _as_dict(d)))]
+            if not docs:
+                return AnalysisDoc(kind="arrhenius", parameters={"species": self.species},
+                                   results={"arrhenius": None, "error": "no diffusion results (every run stopped early)"},
+                                   input_hash=content_hash("arrhenius-none", self.species, len(diffusion_docs)))
+            T, D, S = arrhenius_points(docs, self.species)
         elif temperatures is not None and D_cm2_s is not None:
             T, D, S = list(temperatures), list(D_cm2_s), sigma_cm2_s
         else:

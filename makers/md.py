@@ -106,13 +106,21 @@ class MDMaker(Maker):
 
     @job(data=["trajectory"])
     def make(self, structure: Any, potential: PotentialRef | dict, run_id: str | None = None,
-             campaign: str | None = None) -> MDRunDoc:
+             campaign: str | None = None, after: Any = None) -> MDRunDoc:
+        """``after``: the run this one starts from; when that run stopped early (blew up), this
+        one is not run and its document says why (a continuation of a broken structure is noise)."""
         import uuid
 
         from mlipflow.engines.protocols import build_protocol
 
         protocol = build_protocol(self.protocol)
         run_id = run_id or uuid.uuid4().hex[:12]
+        prev = after.model_dump() if hasattr(after, "model_dump") else after
+        if isinstance(prev, dict) and prev.get("terminated"):
+            return MDRunDoc(protocol=protocol, engine=self.engine, potential=PotentialRef.coerce(potential),
+                            run_id=run_id, campaign=campaign, terminated=True,
+                            termination_reason=f"not run: the run it starts from ({prev.get('run_id')}) stopped early: "
+                                               f"{prev.get('termination_reason')}")
         doc = run_md_cached(self.engine, protocol, structure, potential, run_id, progress=self.progress,
                             include_frames=self.include_frames, trajectory=self.trajectory)
         doc.campaign = campaign

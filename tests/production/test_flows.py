@@ -172,3 +172,22 @@ def test_per_potential_schedules(mlipflow_home):
     # ACE-mini: 1 glass x (4 + 1 x (MD, MSD)) + 1 Arrhenius; cells and summary
     assert len(jobs) == (2 * (4 + 12) + 2) + (4 + 2 + 1) + 2
     assert [n for n in names if n.startswith("diffusion ACE-mini")] == ["diffusion ACE-mini r0 1500 K nvt"]
+
+
+def test_runs_after_a_blown_up_glass_are_not_run():
+    """A diffusion run whose glass blew up is not run; its analysis and the Arrhenius fit say why."""
+    from mlipflow.makers.analysis_dynamics import ArrheniusMaker, DiffusionAnalysisMaker
+    from mlipflow.makers.md import MDMaker
+    from mlipflow.schemas import MDProtocol, MDRunDoc, MDStage
+
+    broken = MDRunDoc(protocol=MDProtocol(stages=[MDStage(steps=10)]), engine="ase", run_id="glass-x-0",
+                      terminated=True, termination_reason="unstable: force above 1000.0 eV/Å at step 1240")
+    maker = MDMaker(protocol=MDProtocol(stages=[MDStage(steps=10, t_start=1500)]))
+    doc = maker.make.original(maker, {"lattice": None}, {"kind": "classical", "paths": {}}, run_id="d", after=broken)
+    assert doc.terminated and "glass-x-0" in doc.termination_reason and "step 1240" in doc.termination_reason
+    da = DiffusionAnalysisMaker(stage="sample")
+    res = da.make.original(da, doc)
+    assert "stopped early" in res.results["error"] and res.results["temperature_K"] == 1500
+    am = ArrheniusMaker()
+    fit = am.make.original(am, [res])
+    assert fit.results["arrhenius"] is None and "stopped early" in fit.results["error"]
