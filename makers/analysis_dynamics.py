@@ -280,6 +280,11 @@ class GlassTransitionMaker(Maker):
         if md_run is not None:
             run = _as_dict(md_run)
             th = run.get("thermo") or {}
+            if self.stage is not None and run.get("terminated"):
+                params = {"quantity": self.quantity, "stage": self.stage}
+                return AnalysisDoc(kind="tg", source=run.get("input_hash") or run.get("run_id"), parameters=params,
+                                   results={"error": f"MD run stopped early: {run.get('termination_reason')}"},
+                                   input_hash=content_hash("tg", params, run.get("run_id")))
             if self.stage is not None:
                 from mlipflow.schemas.md import MDProtocol
 

@@ -135,6 +135,12 @@ class StructureAnalysisMaker(Maker):
     def make(self, source: Any) -> AnalysisDoc:
         from mlipflow.analysis.structure import analyze_structure, to_json_dict
 
+        run = source.model_dump() if hasattr(source, "model_dump") else source
+        if self.stage is not None and isinstance(run, dict) and run.get("terminated"):
+            return AnalysisDoc(kind="structure", source=run.get("input_hash") or run.get("run_id"),
+                               parameters=self.parameters(),
+                               results={"error": f"MD run stopped early: {run.get('termination_reason')}"},
+                               input_hash=content_hash("structure-analysis", self.parameters(), run.get("run_id")))
         factory, label = source_frames(source, fmt=self.format, types=self.types, start=self.start, stop=self.stop,
                                        every=self.every, stage=self.stage)
         res = analyze_structure(factory, cutoffs=self.cutoffs, rmax=self.rmax, dr=self.dr, formers=self.formers,

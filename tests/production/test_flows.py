@@ -188,6 +188,11 @@ def test_runs_after_a_blown_up_glass_are_not_run():
     da = DiffusionAnalysisMaker(stage="sample")
     res = da.make.original(da, doc)
     assert "stopped early" in res.results["error"] and res.results["temperature_K"] == 1500
+    from mlipflow.makers.analysis_dynamics import GlassTransitionMaker
+    from mlipflow.makers.analysis_structure import StructureAnalysisMaker
+
+    for maker in (StructureAnalysisMaker(stage="glass"), GlassTransitionMaker(stage="cool")):
+        assert "stopped early" in maker.make.original(maker, broken).results["error"]
     am = ArrheniusMaker()
     fit = am.make.original(am, [res])
     assert fit.results["arrhenius"] is None and "stopped early" in fit.results["error"]
