@@ -502,7 +502,9 @@ def arrhenius_fit(T, D, sigma=None, *, T_min: float | None = None) -> ArrheniusR
         raise UserError("σ must be positive and one per point", "give a positive error for every D or none")
     used = np.ones_like(T, dtype=bool) if T_min is None else T >= T_min
     if used.sum() < 2:
-        raise UserError(f"need ≥ 2 points at T ≥ {T_min} for an Arrhenius fit, have {int(used.sum())}")
+        where = f" at T ≥ {T_min:g} K" if T_min is not None else ""
+        raise UserError(f"an Arrhenius fit needs at least 2 temperatures{where}, got {int(used.sum())}",
+                        "give D at two or more temperatures" + (" (or lower the minimum temperature)" if where else ""))
     x = 1.0 / (KB_EV * T)
     y = np.log(D)
     sy = None if sig is None else sig / D

@@ -20,13 +20,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from jobflow import Flow, job
-from pydantic import Field
+from pydantic import Field, PositiveFloat
 
 from mlipflow.errors import UserError, parse_parameters
 from mlipflow.makers.analysis_polarons import PolaronAnalysisMaker
 from mlipflow.makers.md import MDMaker
 from mlipflow.schemas import CampaignDoc, PotentialRef, content_hash
-from mlipflow.schemas.base import Model
+from mlipflow.schemas.base import Model, as_data
 
 #: The LixFePO4 paper's orderings at x = 0.5: name -> (olivine ``ordering``, seed).
 ORDERINGS = {"D1": ("random", 1), "D2": ("random", 2), "D3": ("random", 3), "x-order": ("x", 0), "y-order": ("y", 0)}
@@ -42,7 +42,7 @@ class LfpMDConfig(Model):
     cycle: dict[str, Any] = Field(default_factory=dict, description="lfp_cycle_protocol arguments.")
     orderings: list[Literal["D1", "D2", "D3", "x-order", "y-order"]] = Field(default_factory=lambda: list(ORDERINGS))
     ordering: dict[str, Any] = Field(default_factory=dict, description="lfp_ordering_protocol arguments.")
-    interface_temperatures: list[float] = Field(default_factory=lambda: [300.0])
+    interface_temperatures: list[PositiveFloat] = Field(default_factory=lambda: [300.0])
     interface: dict[str, Any] = Field(default_factory=dict, description="lfp_interface_protocol arguments.")
     polaron_analysis: dict[str, Any] = Field(default_factory=dict, description="PolaronAnalysisMaker fields (params, axis, ...).")
     trajectory: Literal["full", "none"] = "full"
@@ -133,10 +133,6 @@ class LfpCampaignSummary(Model):
     arrhenius: dict[str, dict[str, Any]] = Field(default_factory=dict, description="'cycles-flip' ... -> A_per_ps, Ea_eV, Ea_sigma_eV, n_points, or error: why no fit.")
 
 
-def _d(x):
-    return x.model_dump() if hasattr(x, "model_dump") else x
-
-
 @job
 def summarize_lfp(analyses: dict[str, list], potential: dict, config: dict,
                   campaign: str | None = None) -> CampaignDoc:
@@ -149,7 +145,7 @@ def summarize_lfp(analyses: dict[str, list], potential: dict, config: dict,
     for group, docs in analyses.items():
         rows = []
         for d in docs:
-            d = _d(d)
+            d = as_data(d)
             r = d.get("results", {})
             rows.append(LfpRunSummary(label=r.get("label") or "", stage=(d.get("parameters") or {}).get("stage"),
                                       temperature_K=r.get("temperature_K"),
@@ -158,7 +154,7 @@ def summarize_lfp(analyses: dict[str, list], potential: dict, config: dict,
                                       n_flips=r.get("n_flips"), n_hops=r.get("n_li_hops")))
         out.runs[group] = rows
     for group in ("cycles", "interface"):
-        results = [_d(d).get("results", {}) for d in analyses.get(group, [])]
+        results = [as_data(d).get("results", {}) for d in analyses.get(group, [])]
         for rate in ("flip", "hop"):
             try:
                 fit = to_json_dict(rate_arrhenius(results, rate))

@@ -20,7 +20,7 @@ import logging
 from typing import Any, Literal
 
 from jobflow import Flow, job
-from pydantic import Field
+from pydantic import Field, PositiveFloat
 
 from mlipflow.errors import UserError, parse_parameters
 from mlipflow.makers.analysis_dynamics import (
@@ -32,7 +32,7 @@ from mlipflow.makers.analysis_dynamics import (
 from mlipflow.makers.analysis_structure import StructureAnalysisMaker
 from mlipflow.makers.md import MDMaker
 from mlipflow.schemas import CampaignDoc, PotentialRef, content_hash
-from mlipflow.schemas.base import Model
+from mlipflow.schemas.base import Model, as_data
 from mlipflow.schemas.production import ArrheniusSummary, GlassCampaignSummary, GlassPotentialSummary, MeanStd
 
 log = logging.getLogger("mlipflow.production")
@@ -46,7 +46,7 @@ class PotentialEntry(Model):
     engine: str = Field("lammps", description="MD engine (registry name): lammps, ase.")
     required: bool = Field(True, description="False: skip it (with a note) when it cannot be found, e.g. an AL campaign not run yet.")
     replicas: int | None = Field(None, ge=1, description="This potential's number of glasses (default: the campaign's).")
-    temperatures: list[float] | None = Field(None, description="This potential's diffusion temperatures (default: the campaign's).")
+    temperatures: list[PositiveFloat] | None = Field(None, description="This potential's diffusion temperatures (default: the campaign's).")
     heating: list[Literal["nvt", "npt"]] | None = Field(None, description="This potential's heating variants.")
     glass: dict[str, Any] = Field(default_factory=dict, description="glass_protocol arguments overriding the campaign's.")
     diffusion: dict[str, Any] = Field(default_factory=dict, description="diffusion_protocol arguments overriding the campaign's.")
@@ -66,7 +66,7 @@ class GlassCampaignConfig(Model):
     replicas: int = Field(5, ge=1, description="Independent glasses per potential (the paper: 5).")
     cells: GlassCellsConfig = Field(default_factory=GlassCellsConfig)
     glass: dict[str, Any] = Field(default_factory=dict, description="glass_protocol arguments (time_scale, cooling_rate_K_per_ps, ...).")
-    temperatures: list[float] = Field(default_factory=lambda: [500.0, 700.0, 900.0, 1100.0, 1300.0, 1500.0])
+    temperatures: list[PositiveFloat] = Field(default_factory=lambda: [500.0, 700.0, 900.0, 1100.0, 1300.0, 1500.0])
     heating: list[Literal["nvt", "npt"]] = Field(default_factory=lambda: ["nvt", "npt"])
     diffusion: dict[str, Any] = Field(default_factory=dict, description="diffusion_protocol arguments (sample_ps, equil_ps, ...).")
     species: str = Field("Na", description="The diffusing species.")
@@ -156,7 +156,8 @@ def nafepo4_glass_flow(campaign: str = "nafepo4-glass", **parameters) -> Flow:
             outs["tg"].append(tg.output)
             if cfg.elastic is not None:
                 el = ElasticMaker(name=f"elastic {tag}", calculator=ref.model_dump(mode="json"),
-                                  **cfg.elastic).make(glass.output.final_structure)
+                                  **cfg.elastic).make(glass.output.final_structure, stopped=glass.output.terminated,
+                                                      reason=glass.output.termination_reason)
                 jobs.append(el)
                 outs["elastic"].append(el.output)
             for (h, T), prot in diff_prots.items():
@@ -188,10 +189,6 @@ def _get(d: Any, *path, default=None):
     return default if d is None else d
 
 
-def _dump(x):
-    return x.model_dump() if hasattr(x, "model_dump") else x
-
-
 @job
 def summarize_glass(per_potential: list[dict[str, Any]], config: dict[str, Any], skipped: list[str],
                     campaign: str | None = None) -> CampaignDoc:
@@ -201,9 +198,9 @@ def summarize_glass(per_potential: list[dict[str, Any]], config: dict[str, Any],
     species = config.get("species", "Na")
     out = GlassCampaignSummary(skipped=skipped, species=species, temperatures_K=config.get("temperatures", []))
     for p in per_potential:
-        glass = [_dump(g) for g in p["glass"]]
-        struct = [_dump(s)["results"] for s in p["structure"]]
-        tgs = [_get(_dump(t), "results", "tg", "Tg") for t in p["tg"]]
+        glass = [as_data(g) for g in p["glass"]]
+        struct = [as_data(s)["results"] for s in p["structure"]]
+        tgs = [_get(as_data(t), "results", "tg", "Tg") for t in p["tg"]]
         tg = MeanStd.of(tgs)
         row = GlassPotentialSummary(name=p["name"], potential=PotentialRef.coerce(p["ref"]), engine=p["engine"],
                                     replicas=len(glass), atoms=int(glass[0].get("nsites") or 0) if glass else 0, tg_K=tg)
@@ -214,7 +211,7 @@ def summarize_glass(per_potential: list[dict[str, Any]], config: dict[str, Any],
         qn = sorted({f"{el}-{q}" for r in struct for el, d in (r.get("qn") or {}).items() for q in d if q.startswith("Q")})
         row.qn = {k: MeanStd.of(_get(r, "qn", *k.split("-")) for r in struct) for k in qn}
         for h, by_T in p["diffusion"].items():
-            row.diffusion_cm2_s[h] = {T: MeanStd.of(_get(_dump(d), "results", "diffusion", species, "D_cm2_s")
+            row.diffusion_cm2_s[h] = {T: MeanStd.of(_get(as_data(d), "results", "diffusion", species, "D_cm2_s")
                                                     for d in docs) for T, docs in by_T.items()}
             T = [float(t) for t, m in row.diffusion_cm2_s[h].items() if m.mean and m.mean > 0]
             D = [row.diffusion_cm2_s[h][f"{t:g}"].mean for t in T]
@@ -226,20 +223,20 @@ def summarize_glass(per_potential: list[dict[str, Any]], config: dict[str, Any],
                                            D0_cm2_s=fit.D0, T_min=fit.T_min, below_Tg=list(fit.below))
             row.arrhenius.append(summary)
         for el in p["elastic"]:
-            res = _get(_dump(el), "results", "elastic") or {}
+            res = _get(as_data(el), "results", "elastic") or {}
             for key, name in (("K_VRH", "bulk"), ("G_VRH", "shear"), ("youngs_modulus_GPa", "young"),
                               ("poisson_ratio", "poisson")):
                 row.elastic_GPa.setdefault(name, [])
                 row.elastic_GPa[name].append(res.get(key))
         row.elastic_GPa = {k: MeanStd.of(v) for k, v in row.elastic_GPa.items()}
         row.unstable_runs = [f"{g.get('run_id')}: {g.get('termination_reason')}" for g in glass if g.get("terminated")]
-        row.unstable_runs += [f"{_get(_dump(d), 'source')}: {_get(_dump(d), 'results', 'error')}" for by_T in
+        row.unstable_runs += [f"{_get(as_data(d), 'source')}: {_get(as_data(d), 'results', 'error')}" for by_T in
                               p["diffusion"].values() for docs in by_T.values() for d in docs
-                              if _get(_dump(d), "results", "error")]
+                              if _get(as_data(d), "results", "error")]
         for kind, docs in (("structure", p["structure"]), ("tg", p["tg"]), ("elastic", p["elastic"]),
                            ("diffusion", [d for by_T in p["diffusion"].values() for ds in by_T.values() for d in ds]),
                            ("arrhenius", list(p["arrhenius"].values()))):
-            out.analyses.setdefault(kind, []).extend(_get(_dump(d), "input_hash") for d in docs)
+            out.analyses.setdefault(kind, []).extend(_get(as_data(d), "input_hash") for d in docs)
         out.potentials.append(row)
     return CampaignDoc(name=campaign or "nafepo4-glass", campaign=campaign, status="completed", config=config,
                        summary=out.model_dump(mode="json"), input_hash=content_hash("glass-campaign", config))

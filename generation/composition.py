@@ -321,13 +321,25 @@ def composition_grid(
     """
     parsed = parse_units(units, oxidation_states)  # one unit: a single point (that unit alone)
     n = round(1.0 / step)
+    grid = grid_fractions(len(parsed), step, end_members)
     out = []
-    for weights in grid_fractions(len(parsed), step, end_members):
+    for weights in grid:
         counts = integer_formula(parsed, weights, atoms)
         pt = point_from_counts(parsed, counts)
         pt.fractions = tuple(w / n for w in weights)
         pt.label = label_for(parsed, pt.fractions)
         out.append(pt)
+    worst = max(out, key=lambda p: abs(p.natoms - atoms) / atoms, default=None)
+    if worst is not None and not 0.5 * atoms <= worst.natoms <= 1.5 * atoms:
+        ok = next((a for a in range(atoms + 1, 20 * max(atoms, 10)) if all(
+            0.5 * a <= sum(c * u.natoms for c, u in zip(integer_formula(parsed, w, a), parsed)) <= 1.5 * a
+            for w in grid)), None)
+        sizes = sorted(p.natoms for p in out)
+        raise UserError(
+            f"atoms={atoms} cannot be met on this grid: the exact formula of {worst.label} ({worst.formula}) "
+            f"needs {worst.natoms} atoms, and the cells would range from {sizes[0]} to {sizes[-1]} atoms",
+            f"use atoms >= {ok} (--atoms), or a coarser step (--step) so that every composition's "
+            "reduced formula is small" if ok else "use a coarser step (--step) or fewer units")
     return out
 
 

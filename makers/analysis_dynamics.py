@@ -17,13 +17,12 @@ import numpy as np
 from jobflow import Maker, job
 
 from mlipflow.errors import UserError
-from mlipflow.schemas.base import content_hash
+from mlipflow.schemas.base import as_data, content_hash
 from mlipflow.schemas.md import AnalysisDoc
 
 
 def _as_dict(doc: Any) -> dict[str, Any]:
-    if hasattr(doc, "model_dump"):
-        return doc.model_dump()
+    doc = as_data(doc)
     if isinstance(doc, dict):
         return doc
     raise UserError(f"expected a document, got {type(doc).__name__}")
@@ -351,10 +350,17 @@ class ElasticMaker(Maker):
     plot_dir: str | None = None
 
     @job
-    def make(self, structure: Any) -> AnalysisDoc:
+    def make(self, structure: Any, stopped: bool = False, reason: str | None = None) -> AnalysisDoc:
+        """Elastic constants of ``structure``; ``stopped``/``reason``: the MD run that made it stopped
+        early (blew up), so there is no glass to strain and the document records why."""
         from mlipflow.analysis.elastic import elastic_constants
         from mlipflow.analysis.io import Frame
 
+        if stopped:
+            params = {"calculator": self.calculator, "strain": self.strain}
+            return AnalysisDoc(kind="elastic", source=None, parameters=params,
+                               results={"error": f"MD run stopped early: {reason}"},
+                               input_hash=content_hash("elastic", params, "stopped", reason))
         if isinstance(structure, dict) and "lattice" in structure:
             from pymatgen.core import Structure
 

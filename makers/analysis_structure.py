@@ -17,7 +17,7 @@ import numpy as np
 from jobflow import Maker, job
 
 from mlipflow.errors import UserError
-from mlipflow.schemas.base import content_hash
+from mlipflow.schemas.base import as_data, content_hash
 from mlipflow.schemas.md import AnalysisDoc
 
 
@@ -42,7 +42,7 @@ def source_frames(source: Any, fmt: str | None = None, types: Any = None, start:
         return _source_frames(source, fmt, types, start, stop, every)
     from mlipflow.schemas.md import MDProtocol
 
-    run = source.model_dump() if hasattr(source, "model_dump") else source
+    run = as_data(source)
     if not (isinstance(run, dict) and run.get("protocol")):
         raise UserError(f"stage={stage!r} needs an MD run document (its protocol names the stages)",
                         "give the MD run, or leave stage unset")
@@ -135,7 +135,7 @@ class StructureAnalysisMaker(Maker):
     def make(self, source: Any) -> AnalysisDoc:
         from mlipflow.analysis.structure import analyze_structure, to_json_dict
 
-        run = source.model_dump() if hasattr(source, "model_dump") else source
+        run = as_data(source)
         if self.stage is not None and isinstance(run, dict) and run.get("terminated"):
             return AnalysisDoc(kind="structure", source=run.get("input_hash") or run.get("run_id"),
                                parameters=self.parameters(),

@@ -18,6 +18,7 @@ import numpy as np
 from jobflow import Maker, job
 
 from mlipflow.schemas import MDProtocol, MDRunDoc, PotentialRef
+from mlipflow.schemas.base import as_data
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class MDMaker(Maker):
 
         protocol = build_protocol(self.protocol)
         run_id = run_id or uuid.uuid4().hex[:12]
-        prev = after.model_dump() if hasattr(after, "model_dump") else after
+        prev = as_data(after)
         if isinstance(prev, dict) and prev.get("terminated"):
             return MDRunDoc(protocol=protocol, engine=self.engine, potential=PotentialRef.coerce(potential),
                             run_id=run_id, campaign=campaign, terminated=True,

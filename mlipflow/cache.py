@@ -153,9 +153,9 @@ def entry_path(kind: str, key_inputs: Sequence[Any]) -> Path:
 
 
 def _collection():
-    from mlipflow.store import collection
+    from mlipflow.store import keyed_collection
 
-    return collection(COLLECTION, key="cache_id")
+    return keyed_collection(COLLECTION, key="cache_id")
 
 
 def lookup(kind: str, key_inputs: Sequence[Any]) -> Any | None:

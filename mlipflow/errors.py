@@ -25,5 +25,18 @@ def parse_parameters(model, parameters: dict, what: str, fix: str):
     try:
         return model(**parameters)
     except ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise UserError(f"invalid {what}: {msgs}", fix) from None
+        raise UserError(f"invalid {what}: {'; '.join(validation_messages(exc))}", fix) from None
+
+
+def validation_messages(exc) -> list[str]:
+    """One ``field: message (got value)`` per error of a pydantic ValidationError."""
+    out = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e.get("loc", ()))
+        msg = e.get("msg", "")
+        val = e.get("input")
+        if (e.get("type") != "missing" and isinstance(val, (str, int, float, bool)) and len(repr(val)) <= 60
+                and str(val) not in msg):
+            msg += f" (got {val!r})"
+        out.append(f"{loc}: {msg}" if loc else msg)
+    return out

@@ -45,6 +45,7 @@ class DatabaseSettings(BaseModel):
     auth_source: str = Field("admin", description="MongoDB authentication database.")
     tls: bool = Field(False, description="Use TLS for MongoDB.")
     tls_ca_file: Path | None = Field(None, description="CA bundle for MongoDB TLS.")
+    timeout_s: float = Field(5.0, gt=0, description="Seconds to wait for the MongoDB server before giving up.")
 
     @field_validator("uri")
     @classmethod

@@ -1,7 +1,8 @@
 """The one store factory of mlipflow.
 
 Embedded (default): maggma ``MontyStore`` collections (montydb on disk, Mongo query syntax,
-safe across processes). With ``database.uri`` set: ``MongoURIStore`` documents and a
+safe across processes) and, for blobs, a key-indexed SQLite table (:mod:`mlipflow.keystore`:
+montydb decodes every document of a collection on each query). With ``database.uri`` set: ``MongoURIStore`` documents and a
 ``GridFSURIStore`` for blobs. Both go through the same functions:
 
 * :func:`job_store` — the jobflow ``JobStore`` (job outputs + ``data`` blob store for
@@ -13,6 +14,8 @@ safe across processes). With ``database.uri`` set: ``MongoURIStore`` documents a
 from __future__ import annotations
 
 import urllib.parse
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,35 @@ def collection(name: str, settings: Settings | None = None, key: str = "uuid") -
         )
     from maggma.stores.mongolike import MongoURIStore
 
-    return MongoURIStore(uri=_mongo_uri(settings), database=db.database, collection_name=name, key=key)
+    with _quiet():
+        return MongoURIStore(uri=_mongo_uri(settings), database=db.database, collection_name=name, key=key,
+                             mongoclient_kwargs=_client_kwargs(settings))
+
+
+def keyed_collection(name: str, settings: Settings | None = None, key: str = "uuid") -> Store:
+    """A collection read almost only by ``key`` (blobs, the cache): embedded, a key-indexed SQLite
+    table (:mod:`mlipflow.keystore`); with MongoDB, the same collection as :func:`collection`."""
+    settings = settings or get_settings()
+    if not settings.database.embedded:
+        return collection(name, settings, key=key)
+    from mlipflow.keystore import KeyedSqliteStore
+
+    path = settings.store_path
+    path.mkdir(parents=True, exist_ok=True)
+    return KeyedSqliteStore(str(path), collection_name=name, key=key, legacy_database=settings.database.database)
+
+
+def _client_kwargs(settings: Settings) -> dict:
+    ms = int(settings.database.timeout_s * 1000)
+    return {"serverSelectionTimeoutMS": ms, "connectTimeoutMS": ms}
+
+
+@contextmanager
+def _quiet():
+    """maggma's URI stores warn that they are deprecated on every construction; not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 def blob_store(settings: Settings | None = None) -> Store:
@@ -70,13 +101,14 @@ def blob_store(settings: Settings | None = None) -> Store:
     settings = settings or get_settings()
     db = settings.database
     if db.embedded:
-        return collection(db.blob_collection, settings, key="blob_uuid")
+        return keyed_collection(db.blob_collection, settings, key="blob_uuid")
     from maggma.stores.gridfs import GridFSURIStore
 
-    return GridFSURIStore(
-        uri=_mongo_uri(settings), database=db.database, collection_name=db.blob_collection,
-        key="blob_uuid",
-    )
+    with _quiet():
+        return GridFSURIStore(
+            uri=_mongo_uri(settings), database=db.database, collection_name=db.blob_collection,
+            key="blob_uuid", mongoclient_kwargs=_client_kwargs(settings),
+        )
 
 
 def job_store(settings: Settings | None = None) -> JobStore:

@@ -27,6 +27,15 @@ class StructuresConfig(_Strict):
     max_compositions: int | None = Field(None, ge=1, description="Use only this many grid points (evenly spread) — laptop runs.")
     use_mp: bool = Field(False, description="Query the Materials Project for densities (needs an API key).")
 
+    @model_validator(mode="after")
+    def _grid(self):
+        """The units parse (known elements, neutral) and every grid point meets ``atoms``: checked when
+        the campaign is loaded, not inside its first job."""
+        from mlipflow.generation.composition import composition_grid
+
+        composition_grid(self.units, step=self.step, atoms=self.atoms, end_members=self.end_members)
+        return self
+
 
 class AIMDConfig(_Strict):
     """Initial high-temperature MD labeled by the reference labeler."""

@@ -67,6 +67,11 @@ def _canonical(obj: Any) -> Any:
     return obj
 
 
+def as_data(x: Any) -> Any:
+    """A document as plain data: a pydantic model dumped, anything else (dicts, None) as it is."""
+    return x.model_dump() if hasattr(x, "model_dump") else x
+
+
 def content_hash(*parts: Any) -> str:
     """SHA-256 of the canonical JSON of ``parts`` (floats rounded to 10 significant digits)."""
     payload = json.dumps([_canonical(p) for p in parts], sort_keys=True, separators=(",", ":"))

@@ -15,8 +15,8 @@ class MDStage(Model):
 
     ensemble: Literal["nvt", "npt", "nve", "min"] = Field("nvt", description="Ensemble.")
     steps: int = Field(..., ge=0, description="Number of MD steps.")
-    t_start: float = Field(300.0, description="Thermostat temperature at the start (K).")
-    t_end: float | None = Field(None, description="Temperature at the end (K); linear ramp. None = constant.")
+    t_start: float = Field(300.0, gt=0, description="Thermostat temperature at the start (K).")
+    t_end: float | None = Field(None, gt=0, description="Temperature at the end (K); linear ramp. None = constant.")
     pressure: float | None = Field(None, description="Pressure for NPT (bar); required for NPT stages.")
     coupling: Literal["iso", "aniso", "tri"] = Field(
         "iso", description="NPT cell coupling: iso (one length scale), aniso (a, b, c independently), tri (full cell).")

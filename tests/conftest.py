@@ -42,3 +42,108 @@ def store(mlipflow_home):
     s.connect()
     yield s
     s.close()
+
+
+def _tiny_al_cli(args, env, timeout=1500):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "mlipflow.cli.main", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def _frame_count(env) -> int:
+    import subprocess
+    import sys
+
+    code = ("from mlipflow.store import collection; c=collection('frames', key='frame_id'); c.connect(); "
+            "print(c.count())")
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def tiny_al_killed(tmp_path_factory):
+    """`mlipflow run examples/al_tiny_emt.yaml` SIGKILLed right after its first fit finished, then
+    the same command run again. Shared by the AL loop tests and the FireWorks test (which compares
+    its uninterrupted FireWorks run's documents with this interrupted one's)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    tiny = Path(__file__).resolve().parents[1] / "examples" / "al_tiny_emt.yaml"
+    home = tmp_path_factory.mktemp("al") / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLIPFLOW_")}
+    env.update(MLIPFLOW_HOME=str(home), HOME=str(home.parent))
+    fits = home / "data" / "cache" / "ace-fit"
+    proc = subprocess.Popen([sys.executable, "-m", "mlipflow.cli.main", "run", str(tiny)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    t0 = time.time()
+    first_fit = None
+    while time.time() - t0 < 900:
+        done = list(fits.glob("*/.mlipflow-complete.json")) if fits.exists() else []  # the cache's marker
+        if done:
+            first_fit = done[0].parent
+            break
+        if proc.poll() is not None:
+            pytest.fail("the campaign ended before its first fit: " + proc.stdout.read()[-3000:])
+        time.sleep(0.5)
+    assert first_fit is not None, "first fit did not finish within 15 min"
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)  # kill the whole run, mid-campaign
+    proc.wait()
+    killed_log = proc.stdout.read()
+    snapshot = {p.name: p.stat().st_mtime_ns for p in first_fit.iterdir() if p.is_file()}
+    frames_before = _frame_count(env)
+    rerun = _tiny_al_cli(["run", str(tiny)], env)
+    return {"env": env, "home": home, "first_fit": first_fit, "snapshot": snapshot, "killed_log": killed_log,
+            "frames_before": frames_before, "rerun": rerun, "campaign_file": tiny}
+
+
+def campaign_env(home) -> dict:
+    """The environment of a `mlipflow` subprocess with its own MLIPFLOW_HOME (nothing else leaks in)."""
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLIPFLOW_")}
+    env.update(MLIPFLOW_HOME=str(home), HOME=str(Path(home).parent), PYTHONPATH=str(Path(__file__).parents[1]))
+    return env
+
+
+def type_counts(home) -> dict:
+    """Job output documents in a home's store, counted by (type, kind, campaign)."""
+    import collections
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json; from mlipflow.store import query_outputs; print(json.dumps([[d['output'].get('type'), "
+            "d['output'].get('kind'), d['output'].get('campaign')] if isinstance(d.get('output'), dict) else [None] * 3 "
+            "for d in query_outputs()]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=campaign_env(home),
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return dict(collections.Counter(tuple(x) for x in json.loads(out.stdout.strip().splitlines()[-1])))
+
+
+@pytest.fixture(scope="session")
+def tiny_glass(tmp_path_factory):
+    """tests/production/tiny_glass.yaml run once, uninterrupted (shared by the production-flow and
+    reliability tests)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    camp = Path(__file__).parent / "production" / "tiny_glass.yaml"
+    base = tmp_path_factory.mktemp("tiny_glass")
+    home = base / "home"
+    proc = subprocess.run([sys.executable, "-m", "mlipflow.cli.main", "run", str(camp)], capture_output=True,
+                          text=True, env=campaign_env(home), timeout=900, cwd=base)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return {"home": home, "proc": proc, "campaign_file": camp}
+
+
+@pytest.fixture
+def campaign_tools():
+    """Helpers for tests that run `mlipflow` in subprocesses: (campaign_env, type_counts)."""
+    return campaign_env, type_counts

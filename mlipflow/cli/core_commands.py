@@ -82,9 +82,10 @@ def run(
     a campaign that completed with the same file is not run again without --restart)."""
     from jobflow.managers.local import run_locally
 
-    from mlipflow.campaign import build_flow, completed_run, load_campaign, record_completed
+    from mlipflow.campaign import build_flow, campaign_hash, completed_run, load_campaign, record_completed
     from mlipflow.settings import apply_thread_settings, get_settings
     from mlipflow.store import describe, job_store
+    from mlipflow.uids import reproducible_uuids
 
     camp = load_campaign(campaign_file)
     settings = get_settings()
@@ -94,24 +95,36 @@ def run(
                       f"{done['n_jobs']} jobs); nothing added to the store. Run it again with --restart.")
         _print_summary(camp.name, settings)
         return
-    apply_thread_settings(settings)
-    root = (workdir or settings.scratch_dir / camp.name).expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    console.print(f"[bold]campaign[/] {camp.name} ({camp.flow}) -> {describe(settings)}")
-    console.print(f"job directories: {root}")
-    _setup_progress_logging()
-    flow = build_flow(camp)
-    t0 = time.time()
-    responses = run_locally(flow, store=job_store(settings), create_folders=True, root_dir=root,
-                            log=False, ensure_success=False)
+    with reproducible_uuids(campaign_hash(camp)):  # a rerun replaces the documents a killed run wrote
+        flow = build_flow(camp)  # validates every parameter before anything is written
+        apply_thread_settings(settings)
+        root = (workdir or settings.scratch_dir / camp.name).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        console.print(f"[bold]campaign[/] {camp.name} ({camp.flow}) -> {describe(settings)}")
+        console.print(f"job directories: {root}")
+        _setup_progress_logging()
+        t0 = time.time()
+        responses = run_locally(flow, store=job_store(settings), create_folders=True, root_dir=root,
+                                log=False, ensure_success=False)
     dt = time.time() - t0
     n_fail = _count_failed(flow, responses)
     _print_summary(camp.name, settings)
-    console.print(f"finished in {dt:.1f} s")
+    console.print(f"finished in {dt:.1f} s; {_cache_line()}")
     if n_fail:
         console.print(f"[red]{n_fail} job(s) did not complete[/]; fix the cause and rerun the same command to continue")
         raise typer.Exit(1)
     record_completed(camp, len(responses), dt, settings)
+
+
+def _cache_line() -> str:
+    """What this run took from the cache and what it computed, per kind of entry."""
+    from mlipflow.cache import STATS
+
+    def fmt(counts: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing"
+
+    st = STATS.as_dict()
+    return f"from the cache: {fmt(st['hits'])}; computed: {fmt(st['computed'])}"
 
 
 def _count_failed(flow, responses) -> int:

@@ -113,8 +113,8 @@ def command(
     from mlipflow.engines.repository import build_dataset
     from mlipflow.schemas import FrameStatus
 
+    lab = get_labeler(labeler, **parse_sets(set_))  # a bad labeler is named before any file is read
     items = read_structures(list(files))
-    lab = get_labeler(labeler, **parse_sets(set_))
     structs = [s for s, _ in items]
     console.print(f"labeling {len(structs)} structures with [bold]{lab.name}[/] ({mode})")
     if mode == "static":

@@ -83,8 +83,13 @@ def main(argv: list[str] | None = None) -> int:
             err_console.print(f"[bold]fix:[/] {exc.fix}")
         return 2
     except ValidationError as exc:
-        err_console.print(f"[bold red]error:[/] invalid input:\n{_short_validation(exc)}")
-        err_console.print("[bold]fix:[/] correct the fields named above (see `--help` or the docs).")
+        what = {"Settings": "settings", "DatabaseSettings": "database settings"}.get(exc.title, exc.title)
+        err_console.print(f"[bold red]error:[/] invalid {what}: {_short_validation(exc)}", highlight=False)
+        if what.endswith("settings"):
+            err_console.print("[bold]fix:[/] correct the field named in the config file ($MLIPFLOW_CONFIG or "
+                              "~/.mlipflow.yaml) or the MLIPFLOW_* environment variable (docs: README, Settings)")
+        else:
+            err_console.print("[bold]fix:[/] correct the field named (see `--help` or the docs)")
         return 2
     except FileNotFoundError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
@@ -95,23 +100,59 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("aborted")
         return 1
     except Exception as exc:  # click usage errors carry their own exit code
-        import click
+        if _is_unreachable_database(exc):
+            from mlipflow.settings import get_settings, redact_uri
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+            s = get_settings()
+            where = redact_uri(s.database.uri or "")
+            err_console.print(f"[bold red]error:[/] cannot reach the MongoDB server of database.uri ({where}) "
+                              f"within {s.database.timeout_s:g} s: {type(exc).__name__}", highlight=False)
+            err_console.print("[bold]fix:[/] start the server or correct database.uri (`mlipflow config` shows the "
+                              "settings; unset it to use the embedded store)")
             return 2
-        if isinstance(exc, click.exceptions.Exit):
+        usage, exits = _click_exceptions()
+        if isinstance(exc, usage):
+            ctx = getattr(exc, "ctx", None)
+            path = " ".join(["mlipflow", *(ctx.command_path.split()[1:] if ctx is not None else [])])
+            from rich.markup import escape
+
+            err_console.print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False)
+            err_console.print(f"[bold]fix:[/] see `{path} --help`")
+            return 2
+        if isinstance(exc, exits):
             return exc.exit_code
         raise
     return 0
 
 
+def _is_unreachable_database(exc: BaseException) -> bool:
+    try:
+        from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
+    except ImportError:
+        return False
+    return isinstance(exc, (ConnectionFailure, ServerSelectionTimeoutError))
+
+
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Usage-error and exit classes of click and of the click that typer >= 0.22 vendors."""
+    import importlib
+
+    usage, exits = [], []
+    for mod in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            m = importlib.import_module(mod)
+        except ImportError:
+            continue
+        usage.append(m.ClickException)
+        if hasattr(m, "Exit"):
+            exits.append(m.Exit)
+    return tuple(usage), tuple(exits)
+
+
 def _short_validation(exc) -> str:
-    lines = []
-    for e in exc.errors():
-        loc = ".".join(str(x) for x in e.get("loc", ()))
-        lines.append(f"  {loc}: {e.get('msg')}")
-    return "\n".join(lines)
+    from mlipflow.errors import validation_messages
+
+    return "; ".join(validation_messages(exc))
 
 
 def entry() -> None:  # pragma: no cover - console script wrapper

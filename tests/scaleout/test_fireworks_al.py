@@ -44,10 +44,12 @@ def _type_counts(env) -> collections.Counter:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_al_killed):
+    """The local run to compare with is the AL tests' run that was killed after its first fit and
+    run again: its store must hold exactly the documents of this uninterrupted FireWorks run."""
     base = tmp_path_factory.mktemp("fw_al")
-    local = _env(base / "local" / "home")
-    r = _cli(["run", str(TINY)], local)
+    local = tiny_al_killed["env"]
+    r = tiny_al_killed["rerun"]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     mm = base / "launchpad.json"
     mm.write_text("{}")
@@ -71,7 +73,7 @@ def runs(tmp_path_factory):
             "fireworks": fws, "base": base, "lp": lp}
 
 
-def test_same_documents_as_a_local_run(runs):
+def test_same_documents_as_a_local_run_that_was_killed_and_rerun(runs):
     local, fw = _type_counts(runs["local"]), _type_counts(runs["submitter"])
     assert fw == local, (fw, local)
     assert fw["campaign"] == 1 and fw["al_iteration"] >= 2 and fw["potential"] == 3
