@@ -55,9 +55,10 @@ def test_resume_did_not_refit_or_relabel(campaign):
 def test_documents_in_store(campaign):
     env = campaign["env"]
     iters = json.loads(_cli(["query", "--type", "al_iteration", "--limit", "0", "--json"], env).stdout)
-    # one document per iteration although the run was killed and run again (issue 17)
-    assert sorted(d["output"]["iteration"] for d in iters) == [1, 2]
-    by_it = {d["output"]["iteration"]: d["output"] for d in iters}
+    # per iteration, the merge of its labels and the decision, once each although the run was
+    # killed and run again (issue 17: a rerun used to add a second copy of every finished job)
+    assert sorted(d["name"] for d in iters) == ["decide_1", "decide_2", "merge_1", "merge_2"]
+    by_it = {d["output"]["iteration"]: d["output"] for d in iters if d["name"].startswith("decide")}
     for it, doc in by_it.items():
         assert doc["n_selected"] <= 12  # select.max_structures
         assert doc["n_candidates"] == len(doc["candidates"]) > 0
