@@ -573,6 +573,8 @@ def _read_lammps_data(path: Path, atom_style: str | None = None) -> Frame:
             section = line.strip() if line else None
     if atoms_rows is None:
         raise UserError(f"{path}: no Atoms section")
+    if atom_style is not None:  # accelerated styles written by KOKKOS, GPU, OpenMP and INTEL runs
+        atom_style = re.sub(r"/(kk|kk/device|kk/host|gpu|omp|intel|opt)$", "", atom_style)
     body = [r.split("#")[0].split() for r in atoms_rows]
     ncol = len(body[0])
     if atom_style is None:

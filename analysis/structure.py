@@ -565,8 +565,14 @@ def bridging(frames: Any, cutoffs: Mapping[tuple[str, str], float], formers: Seq
     * ``qn[X]`` for each former X: fraction of X with n bridging O (O bonded to X and to at least
       one other former atom), keys "Q0".."Qmax", plus "mean_n".
     * ``oxygen``: fraction of O bonded to 0 ("free"), 1 ("NBO"), 2 ("BO") or ≥3 ("tri") formers.
+    * ``bridging_oxygens_per_former["X-O-Y"]`` (X a former): the convention of the NaFePO4
+      paper's Table 1 ("P–O–P and P–O–Fe bonds per P atom"). X-O-X: bridging linkages per X, each
+      counted once although two X share it (an O bonded to k X atoms makes k(k-1)/2 linkages),
+      i.e. half the path count above for two-fold O. X-O-Y (Y ≠ X): per X, the number of its O
+      neighbours bonded to at least one Y, however many Y that O has.
     """
     totals: dict[str, float] = {}
+    published: dict[str, float] = {}
     centres: dict[str, int] = {}
     qn_hist: dict[str, dict[int, int]] = {}
     ox_hist = {"free": 0, "NBO": 0, "BO": 0, "tri": 0}
@@ -613,6 +619,19 @@ def bridging(frames: Any, cutoffs: Mapping[tuple[str, str], float], formers: Seq
                         continue
                     key = (sym[x], sym[y])
                     per_atom.setdefault(key, np.zeros(n))[x] += 1
+        # the published convention: linkages once; O neighbours of X bonded to >= 1 Y
+        link: dict[tuple[str, str], float] = {}
+        for o in oidx:
+            kinds = sym[nb[starts[o]:starts[o + 1]]]
+            if len(kinds) < 2:
+                continue
+            names, counts = np.unique(kinds, return_counts=True)
+            for x, cx in zip(names.tolist(), counts.tolist()):
+                for y in names.tolist():
+                    if y == x:
+                        link[(x, x)] = link.get((x, x), 0.0) + cx * (cx - 1) / 2
+                    else:
+                        link[(x, y)] = link.get((x, y), 0.0) + cx
         for x in bset:
             nx = int(np.sum(sym == x))
             for y in bset:
@@ -620,6 +639,8 @@ def bridging(frames: Any, cutoffs: Mapping[tuple[str, str], float], formers: Seq
                 arr = per_atom.get((x, y))
                 totals[k] = totals.get(k, 0.0) + (float(arr.sum()) if arr is not None else 0.0)
                 centres[k] = centres.get(k, 0) + nx
+                if x in fset:
+                    published[k] = published.get(k, 0.0) + link.get((x, y), 0.0)
         # Qn: bridging O of each former = O neighbours of X with >= 2 former neighbours
         m2 = np.isin(sym[i], fset) & (sym[j] == anion)
         fx, oj = i[m2], j[m2]
@@ -631,6 +652,7 @@ def bridging(frames: Any, cutoffs: Mapping[tuple[str, str], float], formers: Seq
             for v, c in zip(*np.unique(nbo_per_x[xs], return_counts=True)):
                 h[int(v)] = h.get(int(v), 0) + int(c)
     bridging_out = {k: totals[k] / centres[k] for k in totals if centres[k]}
+    per_former = {k: published[k] / centres[k] for k in published if centres[k]}
     qn = {}
     for x, h in qn_hist.items():
         tot = sum(h.values())
@@ -641,8 +663,8 @@ def bridging(frames: Any, cutoffs: Mapping[tuple[str, str], float], formers: Seq
         qn[x] = d
     ntot = sum(ox_hist.values())
     oxygen = {k: (v / ntot if ntot else 0.0) for k, v in ox_hist.items()}
-    return {"bridging": bridging_out, "qn": qn, "oxygen": oxygen, "formers": used_formers,
-            "bridge_species": used_bridge}
+    return {"bridging": bridging_out, "bridging_oxygens_per_former": per_former, "qn": qn, "oxygen": oxygen,
+            "formers": used_formers, "bridge_species": used_bridge}
 
 
 # --------------------------------------------------------------------------------------------- angles
@@ -849,12 +871,13 @@ def analyze_structure(frames: Any, cutoffs: Mapping | Sequence[str] | None = Non
     }
     try:
         br = bridging(factory(), cutoffs_used, formers=formers, bridge_species=bridge_species)
-        result.update({"bridging": br["bridging"], "qn": br["qn"], "oxygen": br["oxygen"],
+        result.update({"bridging": br["bridging"], "bridging_oxygens_per_former": br["bridging_oxygens_per_former"],
+                       "qn": br["qn"], "oxygen": br["oxygen"],
                        "formers": br["formers"]})
     except UserError as exc:
         if "O" in g.species:
             log.warning("bridging skipped: %s", exc.problem)
-        result.update({"bridging": {}, "qn": {}, "oxygen": {}, "formers": []})
+        result.update({"bridging": {}, "bridging_oxygens_per_former": {}, "qn": {}, "oxygen": {}, "formers": []})
     ang = bond_angles(factory(), cutoffs_used, triplets=angle_triplets)
     result["angles"] = {k: {"mean": v["mean"], "std": v["std"], "n": v["n"]} for k, v in ang.items()}
     result["_angles_full"] = ang

@@ -208,6 +208,8 @@ def summarize_glass(per_potential: list[dict[str, Any]], config: dict[str, Any],
         pairs = sorted({k for r in struct for k in (r.get("coordination") or {})})
         row.coordination = {k: MeanStd.of(_get(r, "coordination", k, "mean") for r in struct) for k in pairs}
         row.bridging_oxygen_fraction = MeanStd.of(_get(r, "oxygen", "BO") for r in struct)
+        bo = sorted({k for r in struct for k in (r.get("bridging_oxygens_per_former") or {})})
+        row.bridging_per_former = {k: MeanStd.of(_get(r, "bridging_oxygens_per_former", k) for r in struct) for k in bo}
         qn = sorted({f"{el}-{q}" for r in struct for el, d in (r.get("qn") or {}).items() for q in d if q.startswith("Q")})
         row.qn = {k: MeanStd.of(_get(r, "qn", *k.split("-")) for r in struct) for k in qn}
         for h, by_T in p["diffusion"].items():

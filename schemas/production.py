@@ -54,6 +54,9 @@ class GlassPotentialSummary(Model):
     tg_K: MeanStd = Field(default_factory=MeanStd)
     coordination: dict[str, MeanStd] = Field(default_factory=dict, description="Pair 'A-B' -> mean CN of A by B.")
     bridging_oxygen_fraction: MeanStd = Field(default_factory=MeanStd, description="Fraction of O bonded to two formers (BO).")
+    bridging_per_former: dict[str, MeanStd] = Field(
+        default_factory=dict, description="P-O-P and P-O-Fe bonds per P in the NaFePO4 paper's convention "
+        "(analysis key bridging_oxygens_per_former).")
     qn: dict[str, MeanStd] = Field(default_factory=dict, description="'P-Q1' -> fraction of the former's Q^n units.")
     diffusion_cm2_s: dict[str, dict[str, MeanStd]] = Field(
         default_factory=dict, description="heating -> temperature (K, as text) -> D of the diffusing species.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 import typer
 from rich.console import Console
@@ -17,6 +18,13 @@ from rich.console import Console
 from mlipflow.errors import UserError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # what tensorpotential sets when it is imported before TensorFlow
+
+# Third-party warnings a user can do nothing about, printed between mlipflow's own lines otherwise.
+for _msg, _cat in (("cd is deprecated", FutureWarning),  # jobflow's run_locally
+                   ("Converting a tensor with requires_grad=True", UserWarning),  # CHGNet predictions
+                   ("TensorFlow was imported before tensorpotential", RuntimeWarning)):
+    warnings.filterwarnings("ignore", message=_msg, category=_cat)
 
 console = Console()
 err_console = Console(stderr=True)

@@ -78,3 +78,27 @@ def test_explore_maker_lammps_engine_renders_ace_deck(mlipflow_home, tiny_fit, e
     text = (tmp_path / "deck" / "in.lammps").read_text()
     assert "pair_coeff * * potential.yaml potential.asi Al Cu" in text
     assert (tmp_path / "deck" / "potential.asi").read_bytes() == Path(tiny_fit.active_set).read_bytes()
+
+
+def test_warm_start_without_new_labels_keeps_the_potential(store, tmp_path, monkeypatch):
+    """AceFitMaker given the dataset version its warm-start potential was fitted on: no fit runs
+    (pacemaker would fail here) and that potential comes back with ``reused_from`` set."""
+    from jobflow import job
+
+    import mlipflow.engines.pacemaker as pm
+    from mlipflow.schemas import DatasetRef, PotentialDoc, PotentialRef
+
+    ds = DatasetRef(name="cu-al", version=3)
+
+    @job
+    def fitted():
+        return PotentialDoc(kind="ace", name="it2", elements=["Al", "Cu"], dataset=ds)
+
+    first = fitted()
+    run_locally(Flow([first]), store=store, create_folders=True, root_dir=tmp_path, ensure_success=True)
+    monkeypatch.setattr(pm, "fit_ace", lambda *a, **k: (_ for _ in ()).throw(AssertionError("a fit ran")))
+    ref = PotentialRef(kind="ace", uuid=first.uuid, name="it2")
+    again = AceFitMaker(settings=AceFitSettings.tiny()).make(ds, warm_start=ref)
+    out = run_locally(Flow([again]), store=store, create_folders=True, root_dir=tmp_path,
+                      ensure_success=True)[again.uuid][1].output
+    assert out.reused_from == ref and out.ref == ref and out.name == "it2" and out.dataset == ds

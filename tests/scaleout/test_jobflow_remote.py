@@ -165,9 +165,11 @@ def test_deploy_project_file_validates_with_three_category_workers(tmp_path, mon
 
 
 @pytest.mark.slow
-def test_eos_flow_and_a_label_job_run_through_the_runner(jfr):
+def test_eos_flow_and_a_label_job_run_through_the_runner(jfr, tmp_path, monkeypatch):
     """EOS flow (dynamic: each step replaces itself) + one EMT label job (a `cpu` job) in one
-    submission; the Runner runs every job on its category's worker and the outputs reach the store."""
+    submission; the Runner runs every job on its category's worker and the outputs reach the store.
+    With secrets in the settings, no file of the projects folder, the job directories or the queue
+    holds one."""
     from ase.build import bulk
     from jobflow import Flow, JobStore
     from jobflow.managers.local import run_locally
@@ -180,6 +182,12 @@ def test_eos_flow_and_a_label_job_run_through_the_runner(jfr):
     from mlipflow.remote import submit_remote
     from mlipflow.workers import assign_needs
 
+    secrets = {"MLIPFLOW_DATABASE__PASSWORD": "pw-jfr-51d0", "MLIPFLOW_MP_API_KEY": "mpkey-jfr-0c11"}
+    for k, v in secrets.items():
+        monkeypatch.setenv(k, v)
+    from mlipflow.settings import get_settings
+
+    get_settings.cache_clear()
     project = jfr()
     eos = build_flow(load_campaign(EOS))
     label = LabelMaker(labeler="emt", mode="static").make([AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.6))])
@@ -220,6 +228,11 @@ def test_eos_flow_and_a_label_job_run_through_the_runner(jfr):
     assert camp["output"]["summary"]["a_best_A"] == pytest.approx(ref["a_best_A"], abs=1e-9)
     assert camp["output"]["summary"]["iterations"] == ref["iterations"] == len(steps)
     print(f"\njobflow-remote: submit {t_submit:.1f} s, runner {t_run:.1f} s for {len(jobs)} jobs")
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("jfremote_in") for p in files)  # the job directories were scanned
+    leaks = [f"{p}: {k}" for p in files for k, v in secrets.items() if v.encode() in p.read_bytes()]
+    queue = json.dumps(_jobs(project), default=str)
+    assert not leaks and not any(v in queue for v in secrets.values()), leaks
 
 
 def test_al_campaign_jobs_are_submitted_to_their_category_workers(jfr):
