@@ -23,6 +23,10 @@ from mlipflow.errors import UserError
 console = Console()
 
 
+#: What `mlipflow generate` writes beside the structures (generation/writers.py): not structures.
+GENERATOR_SUMMARIES = ("summary.json", "summary.csv")
+
+
 def read_structures(files: list[Path]) -> list[tuple[Any, str]]:
     """(pymatgen Structure, origin) from extxyz/xyz (all frames), POSCAR/CONTCAR, CIF, pymatgen
     JSON, or mlipflow structure-set JSON; a directory contributes the files inside it."""
@@ -36,7 +40,11 @@ def read_structures(files: list[Path]) -> list[tuple[Any, str]]:
         if not f.exists():
             raise UserError(f"{f} does not exist", "check the path")
         paths += sorted(p for p in f.iterdir() if p.is_file()) if f.is_dir() else [f]
-    for p in paths:
+    skipped = [p for p in paths if p.name in GENERATOR_SUMMARIES or p.name.startswith(".")]
+    if skipped:
+        console.print(f"skipping {len(skipped)} file(s) that hold no structure: "
+                      f"{', '.join(sorted({p.name for p in skipped}))}")
+    for p in (p for p in paths if p not in skipped):
         name = p.name.lower()
         try:
             if name.endswith(".json"):

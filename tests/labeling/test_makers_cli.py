@@ -223,3 +223,19 @@ def test_failed_vasp_job_still_yields_a_failed_frame(store, tmp_path, mock_vasp,
     assert out["n_failed"] == 1 and out["n_ok"] == 0
     (frame,) = load_frames(out["frame_ids"])
     assert "failed" in frame.failure_reason and frame.formula == "LiFePO4"
+
+
+def test_cli_label_the_output_of_generate(mlipflow_home, tmp_path, capsys):
+    """`mlipflow label OUTDIR/*` and `mlipflow label OUTDIR` on what `mlipflow generate amorphous`
+    wrote: its summary.json/summary.csv are skipped, every structure is labelled."""
+    out = tmp_path / "cells"
+    assert _cli(["generate", "amorphous", "--units", "Cu,Al", "--step", "0.5", "--atoms", "8", "--scales", "1.0",
+                 "--density", "5.0", "--min-distance", "1.8", "--out", str(out)]) == 0
+    files = sorted(out.iterdir())
+    assert {"summary.json", "summary.csv"} <= {f.name for f in files}
+    capsys.readouterr()
+    assert _cli(["label", "--labeler", "lj", *map(str, files)]) == 0
+    text = capsys.readouterr().out
+    assert "skipping 2 file(s)" in text and "3 ok, 0 failed" in text
+    assert _cli(["label", "--labeler", "lj", str(out)]) == 0
+    assert "3 ok, 0 failed" in capsys.readouterr().out
