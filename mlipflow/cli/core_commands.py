@@ -144,6 +144,9 @@ def _print_summary(campaign: str, settings) -> None:
     if not docs:
         return
     summary = docs[0]["output"].get("summary", {})
+    if docs[0]["output"].get("flow") == "nafepo4_glass" or _is_glass_summary(summary):
+        _print_glass_summary(campaign, summary)
+        return
     table = Table(title=f"campaign {campaign}: summary")
     table.add_column("quantity")
     table.add_column("value")
@@ -160,6 +163,51 @@ def _print_summary(campaign: str, settings) -> None:
             prev = (h.get("previous_test") or {}).get("force_rmse")
             it.add_row(*[str(h.get(c)) for c in cols], _short((h.get("test") or {}).get("force_rmse")), _short(prev))
         console.print(it)
+
+
+def _is_glass_summary(summary: dict) -> bool:
+    pots = summary.get("potentials")
+    return isinstance(pots, list) and bool(pots) and isinstance(pots[0], dict) and "density_g_cm3" in pots[0]
+
+
+def _ms(v: dict | None, fmt: str = ".3g", scale: float = 1.0) -> str:
+    """A MeanStd as 'mean ± std' (or '-')."""
+    if not v or v.get("mean") is None:
+        return "-"
+    m = v["mean"] * scale
+    sd = v.get("std")
+    return f"{m:{fmt}}" + (f" ± {sd * scale:{fmt}}" if sd is not None and v.get("n", 0) > 1 else "")
+
+
+def _print_glass_summary(campaign: str, summary: dict) -> None:
+    """The glass campaign as the paper tabulates it: one row per potential (mean ± σ over replicas)."""
+    sp = summary.get("species", "Na")
+    t = Table(title=f"campaign {campaign}: glasses (mean ± σ over replicas)")
+    for c in ("potential", "engine", "glasses", "ρ g/cm³", "Tg K", "CN P-O", "CN Fe-O", "P-O-P /P", "P-O-Fe /P",
+              "K GPa", "G GPa", "unstable"):
+        t.add_column(c)
+    d = Table(title=f"campaign {campaign}: {sp} diffusion (D in cm²/s) and Arrhenius fits")
+    for c in ("potential", "heating", "D at T (K)", "Ea eV", "D0 cm²/s"):
+        d.add_column(c)
+    for p in summary.get("potentials", []):
+        cn, bp, el = p.get("coordination") or {}, p.get("bridging_per_former") or {}, p.get("elastic_GPa") or {}
+        t.add_row(p.get("name", ""), p.get("engine", ""), str(p.get("replicas", "")), _ms(p.get("density_g_cm3")),
+                  _ms(p.get("tg_K"), ".4g"), _ms(cn.get("P-O")), _ms(cn.get("Fe-O")), _ms(bp.get("P-O-P")),
+                  _ms(bp.get("P-O-Fe")), _ms(el.get("bulk")), _ms(el.get("shear")), str(len(p.get("unstable_runs") or [])))
+        fits = {a.get("heating"): a for a in p.get("arrhenius") or []}
+        for h, by_T in (p.get("diffusion_cm2_s") or {}).items():
+            a = fits.get(h) or {}
+            ea = (f"{a['Ea_eV']:.3g} ± {a.get('sigma_Ea_eV') or 0:.2g}" if a.get("Ea_eV") is not None
+                  else (a.get("error") or "-"))
+            d.add_row(p.get("name", ""), h, "; ".join(f"{T}: {_ms(v, '.2e')}" for T, v in by_T.items()), ea,
+                      f"{a['D0_cm2_s']:.3g}" if a.get("D0_cm2_s") is not None else "-")
+    console.print(t)
+    console.print(d)
+    for p in summary.get("potentials", []):
+        for r in p.get("unstable_runs") or []:
+            console.print(f"[yellow]unstable[/] {p.get('name')}: {r}", highlight=False)
+    for s in summary.get("skipped") or []:
+        console.print(f"[yellow]skipped[/] {s}", highlight=False)
 
 
 def _compact(v):

@@ -44,6 +44,8 @@ def _outputs(home: Path, doc_type: str) -> list[dict]:
 @pytest.mark.slow
 def test_glass_campaign_tiny(tiny_glass):
     home = tiny_glass["home"]
+    out = tiny_glass["proc"].stdout
+    assert "glasses (mean ± σ over replicas)" in out and "Arrhenius fits" in out  # the run's tables
     summary = _outputs(home, "campaign")[0]["summary"]
     assert [p["name"] for p in summary["potentials"]] == ["Pedone", "Pedone-ase"]
     assert summary["skipped"] and "no-such-campaign" in summary["skipped"][0]  # optional, absent: noted
@@ -52,6 +54,7 @@ def test_glass_campaign_tiny(tiny_glass):
         assert 2.0 < pot["density_g_cm3"]["mean"] < 4.5
         assert pot["tg_K"]["mean"] is not None
         assert 3.0 < pot["coordination"]["P-O"]["mean"] <= 4.5
+        assert set(pot["bridging_per_former"]) >= {"P-O-P", "P-O-Fe"}  # the paper's Table 1 convention
         d = pot["diffusion_cm2_s"]["nvt"]
         assert set(d) == {"1600", "2000"} and all(v["mean"] > 0 for v in d.values())
         arr = pot["arrhenius"][0]
