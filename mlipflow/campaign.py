@@ -129,3 +129,71 @@ def record_completed(campaign: CampaignFile, n_jobs: int, wall_time_s: float, se
                        "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}])
     finally:
         store.close()
+
+
+# ----------------------------------------------------------------------------- run state (`mlipflow status`)
+
+
+def _status_store(settings=None):
+    from mlipflow.store import collection
+
+    store = collection("campaign_status", settings, key="campaign_hash")
+    store.connect()
+    return store
+
+
+def record_status(campaign: CampaignFile, state: str, settings=None, **fields) -> None:
+    """Where a local run of this campaign file stands: ``running`` (with pid and host), ``completed``
+    or ``failed`` (with the failed jobs and their last error lines); read by `mlipflow status`."""
+    from datetime import datetime, timezone
+
+    store = _status_store(settings)
+    try:
+        store.update([{"campaign_hash": campaign_hash(campaign), "name": campaign.name, "flow": campaign.flow,
+                       "state": state, "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       **fields}])
+    finally:
+        store.close()
+
+
+def run_states(name: str | None = None, settings=None) -> list[dict]:
+    """The recorded run states (of campaign ``name``, or all), newest first."""
+    store = _status_store(settings)
+    try:
+        docs = list(store.query({"name": name} if name else {}))
+    finally:
+        store.close()
+    return sorted(docs, key=lambda d: d.get("updated_at", ""), reverse=True)
+
+
+class FailureLog:
+    """Collects the jobs jobflow's ``run_locally`` reports as failed (name and last error lines)
+    while installed as a handler on its logger."""
+
+    def __init__(self):
+        import logging
+
+        self.failures: list[dict] = []
+        outer = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record):
+                msg = record.getMessage()
+                if " failed with exception:" in msg:
+                    job, _, tb = msg.partition(" failed with exception:")
+                    lines = [ln for ln in tb.strip().splitlines() if ln.strip()]
+                    outer.failures.append({"job": job.strip(), "error": "\n".join(lines[-3:])})
+
+        self.handler = _Handler(level=logging.INFO)
+
+    def __enter__(self):
+        import logging
+
+        logging.getLogger("jobflow.managers.local").addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+
+        logging.getLogger("jobflow.managers.local").removeHandler(self.handler)
+        return False

@@ -80,9 +80,21 @@ def run(
 ) -> None:
     """Run a campaign locally with jobflow into the configured store (resumable: rerun continues;
     a campaign that completed with the same file is not run again without --restart)."""
+    import os
+    import socket
+    from datetime import datetime, timezone
+
     from jobflow.managers.local import run_locally
 
-    from mlipflow.campaign import build_flow, campaign_hash, completed_run, load_campaign, record_completed
+    from mlipflow.campaign import (
+        FailureLog,
+        build_flow,
+        campaign_hash,
+        completed_run,
+        load_campaign,
+        record_completed,
+        record_status,
+    )
     from mlipflow.settings import apply_thread_settings, get_settings
     from mlipflow.store import describe, job_store
     from mlipflow.uids import reproducible_uuids
@@ -103,15 +115,25 @@ def run(
         console.print(f"[bold]campaign[/] {camp.name} ({camp.flow}) -> {describe(settings)}")
         console.print(f"job directories: {root}")
         _setup_progress_logging()
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record_status(camp, "running", settings, started_at=started, pid=os.getpid(), host=socket.gethostname(),
+                      job_dir=str(root))
         t0 = time.time()
-        responses = run_locally(flow, store=job_store(settings), create_folders=True, root_dir=root,
-                                log=False, ensure_success=False)
+        with FailureLog() as failures:
+            responses = run_locally(flow, store=job_store(settings), create_folders=True, root_dir=root,
+                                    log=False, ensure_success=False)
     dt = time.time() - t0
     n_fail = _count_failed(flow, responses)
+    from mlipflow.cache import STATS
+
+    record_status(camp, "failed" if n_fail else "completed", settings, started_at=started, wall_time_s=dt,
+                  n_jobs_finished=len(responses), n_failed=n_fail, failures=failures.failures,
+                  cache=STATS.as_dict(), job_dir=str(root))
     _print_summary(camp.name, settings)
     console.print(f"finished in {dt:.1f} s; {_cache_line()}")
     if n_fail:
-        console.print(f"[red]{n_fail} job(s) did not complete[/]; fix the cause and rerun the same command to continue")
+        console.print(f"[red]{n_fail} job(s) did not complete[/]; fix the cause and rerun the same command to continue "
+                      f"(`mlipflow status {camp.name}` shows the errors)")
         raise typer.Exit(1)
     record_completed(camp, len(responses), dt, settings)
 

@@ -44,6 +44,7 @@ SUBCOMMANDS = {
     "dataset": "mlipflow.cli.dataset",
     "potential": "mlipflow.cli.potential",
     "analyze": "mlipflow.cli.analyze",
+    "status": "mlipflow.cli.status",
 }
 #: top-level commands -> module that defines them on ``app`` via ``register(app)``.
 COMMAND_MODULES = ["mlipflow.cli.core_commands"]

@@ -103,6 +103,8 @@ def test_fireworks_submit_and_worker(mlipflow_home, tmp_path):
         "print(lp.get_wf_summary_dict(%d)['state'])") % (str(lp), wf["workflow_id"])],
         capture_output=True, text=True, env=env, cwd=tmp_path)
     assert check.stdout.strip().endswith("COMPLETED"), check.stdout + check.stderr
+    st = _cli(["status", "example-eos", "--launchpad", str(lp)], env=env, cwd=tmp_path)
+    assert st.returncode == 0 and "on FireWorks" in st.stdout and "COMPLETED" in st.stdout, st.stdout + st.stderr
     # no credentials or store config serialized into the Firework specs
     assert "password" not in mm.read_text().lower()
 
