@@ -107,6 +107,28 @@ def candidate_gammas(candidates: Sequence[Atoms], potential_yaml: str, active_se
     return out
 
 
+def closest_contact(atoms: Atoms) -> tuple[float, str, float]:
+    """The closest pair of atoms relative to the sum of their covalent radii (ASE's):
+    ``(d / (r_i + r_j), "A-B", d)``; ``(inf, "", inf)`` for fewer than two atoms in range.
+
+    Exploration frames collected while a potential runs away have pairs at 0.1–0.5 of that sum
+    (O–O at 0.3–0.8 Å in the NaFePO4 mini campaign); no reference labels them sensibly.
+    """
+    from ase.data import covalent_radii
+    from ase.neighborlist import neighbor_list
+
+    r = covalent_radii[atoms.numbers]
+    if len(atoms) < 2:
+        return float("inf"), "", float("inf")
+    i, j, d = neighbor_list("ijd", atoms, float(2 * r.max()))
+    if not len(d):
+        return float("inf"), "", float("inf")
+    ratio = d / (r[i] + r[j])
+    k = int(np.argmin(ratio))
+    sym = atoms.get_chemical_symbols()
+    return float(ratio[k]), f"{sym[i[k]]}-{sym[j[k]]}", float(d[k])
+
+
 def select_maxvol(candidates: Sequence[Atoms], potential_yaml: str, active_set_asi: str,
                   max_structures: int = 500, gamma_tolerance: float = 1.01,
                   force_include: Sequence[int] = (), force_reason: str = "forced: final quenched structure",

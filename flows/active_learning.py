@@ -276,7 +276,7 @@ def _ace_makers(cfg: ActiveLearningConfig):
     """ACE: pacemaker fits, MaxVol D-optimality against the active set."""
     return AceFitMaker(settings=fit_settings(cfg.fit)), MaxVolSelector(
         max_structures=cfg.select.max_structures, gamma_tolerance=cfg.select.gamma_tolerance,
-        add_final=cfg.select.add_final_structures)
+        add_final=cfg.select.add_final_structures, min_contact=cfg.select.min_contact)
 
 
 def _dp_makers(cfg: ActiveLearningConfig):

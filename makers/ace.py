@@ -10,6 +10,7 @@ potential kind is :class:`mlipflow.makers.md.MDMaker`.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -126,6 +127,9 @@ class MaxVolSelector:
     gamma_tolerance: float = 1.01
     add_final: bool = False
     candidate_reasons: tuple[str, ...] = ("gamma", "gamma_hi", "temperature", "final")
+    #: frames whose closest pair is below this fraction of the covalent-radii sum are not candidates
+    #: (collapsed geometries of a runaway exploration; the reference cannot label them). None: keep all.
+    min_contact: float | None = 0.5
 
     def select(self, runs: Sequence[MDRunDoc | dict], potential: PotentialRef | PotentialDoc | dict) -> dict[str, Any]:
         """Pool the candidates of ``runs`` and choose up to ``max_structures`` (pure: no jobflow).
@@ -137,7 +141,8 @@ class MaxVolSelector:
 
         from mlipflow.engines.ase_md import frames_from_dict
         from mlipflow.engines.potentials import materialize
-        from mlipflow.engines.selection import select_maxvol
+        from mlipflow.engines.selection import closest_contact, select_maxvol
+        from mlipflow.schemas.potentials import CandidateRecord
 
         pot = materialize(potential)
         pot.kind.require_uncertainty(pot.files)
@@ -150,6 +155,22 @@ class MaxVolSelector:
                 if fr.info.get("reason", "gamma") in self.candidate_reasons:
                     fr.info.setdefault("run", d.run_id or "")
                     candidates.append(fr)
+        rejected = []
+        if self.min_contact:
+            kept = []
+            for fr in candidates:
+                ratio, pair, dist = closest_contact(fr)
+                if ratio < self.min_contact:
+                    g = fr.info.get("max_gamma")
+                    rejected.append(CandidateRecord(
+                        run=str(fr.info.get("run", "")), step=int(fr.info.get("step", 0) or 0),
+                        temperature=fr.info.get("temperature_K", fr.info.get("target_T")),
+                        max_gamma=float(g) if g is not None and math.isfinite(g) else 0.0, selected=False,
+                        reason=(f"not selected: collapsed geometry, {pair} at {dist:.2f} Å = {ratio:.2f} of the "
+                                f"covalent-radii sum (< min_contact {self.min_contact})")))
+                else:
+                    kept.append(fr)
+            candidates = kept
         forced = [i for i, f in enumerate(candidates) if self.add_final and f.info.get("reason") == "final"]
         sel = select_maxvol(candidates, str(pot.path("model")), str(pot.path("active_set")),
                             max_structures=self.max_structures, gamma_tolerance=self.gamma_tolerance,
@@ -157,8 +178,9 @@ class MaxVolSelector:
         return {
             "selected": [AseAtomsAdaptor.get_structure(candidates[i]).as_dict() for i in sel.selected_indices],
             "selected_indices": sel.selected_indices,
-            "records": [r.model_dump() for r in sel.records],
-            "n_candidates": sel.n_candidates,
+            "records": [r.model_dump() for r in (*sel.records, *rejected)],
+            "n_candidates": sel.n_candidates + len(rejected),
+            "n_rejected_geometry": len(rejected),
             "n_selected": sel.n_selected,
             "gamma_stats": sel.gamma_stats(),
             "terminated_runs": terminated,

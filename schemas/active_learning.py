@@ -85,6 +85,9 @@ class SelectConfig(_Strict):
     max_structures: int = Field(500, ge=1, description="Maximum frames selected per iteration.")
     gamma_tolerance: float = Field(1.01, ge=1, description="MaxVol γ tolerance (ACE).")
     add_final_structures: bool = Field(False, description="Also label every final quenched structure (ACE).")
+    min_contact: float | None = Field(
+        0.5, gt=0, lt=1, description="ACE: frames whose closest pair is below this fraction of the sum of covalent "
+        "radii are not selected (collapsed geometries of runaway explorations; null: keep every frame).")
     f_trust_lo: float = Field(0.05, gt=0, description="DP: max force deviation (eV/Å) below which a frame is accurate.")
     f_trust_hi: float = Field(0.15, gt=0, description="DP: max force deviation (eV/Å) at and above which a frame failed (not labelled).")
     thin: bool = Field(False, description="DP: thin candidates by a diversity criterion before capping.")

@@ -84,3 +84,34 @@ def test_foreign_element_rejected(tiny_fit):
 
     with pytest.raises(UserError, match="Ni"):
         select_maxvol([bulk("Ni", "fcc", a=3.5)], tiny_fit.potential_yaml, tiny_fit.active_set)
+
+
+def test_collapsed_geometries_are_not_selected(tiny_fit, candidates):
+    """A frame with a pair at a fraction of the covalent-radii sum is recorded as rejected, never
+    selected; the others go through MaxVol as before."""
+    from mlipflow.engines.ase_md import frames_to_dict
+    from mlipflow.engines.potentials import ref_from_path
+    from mlipflow.engines.selection import closest_contact
+    from mlipflow.makers.ace import MaxVolSelector
+    from mlipflow.schemas import MDRunDoc
+
+    bad = candidates[0].copy()
+    bad.info = dict(candidates[0].info, step=99999)
+    pos = bad.get_positions()
+    pos[1] = pos[0] + [0.4, 0.0, 0.0]  # Cu-Cu at 0.4 Å: 0.15 of 2 × 1.32 Å
+    bad.set_positions(pos)
+    ratio, pair, d = closest_contact(bad)
+    assert ratio == pytest.approx(0.4 / (2 * 1.32), abs=1e-3) and d == pytest.approx(0.4, abs=1e-6)
+    assert closest_contact(candidates[0])[0] > 0.5
+    proto = melt_quench_protocol(t_melt=2000, melt_ps=0.06, cooling_rate_K_per_ps=50_000, t_final=300,
+                                 timestep_fs=2, gamma_lo=0.0, gamma_hi=None, gamma_every=5)
+    run = MDRunDoc(run_id="r", engine="ase", protocol=proto, trajectory=frames_to_dict([*candidates[:6], bad]))
+    ref = ref_from_path(tiny_fit.potential_yaml)
+    out = MaxVolSelector(max_structures=50).select([run], ref)
+    recs = out["records"]
+    assert out["n_candidates"] == 7 and out["n_rejected_geometry"] == 1
+    rej = [r for r in recs if r["step"] == 99999]
+    assert len(rej) == 1 and not rej[0]["selected"] and "collapsed geometry" in rej[0]["reason"]
+    assert all(r["step"] != 99999 for r in recs if r["selected"])
+    keep_all = MaxVolSelector(max_structures=50, min_contact=None).select([run], ref)
+    assert keep_all["n_rejected_geometry"] == 0
