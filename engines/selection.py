@@ -40,6 +40,7 @@ class SelectionResult:
     gamma_tolerance: float
     maxvol_indices: list[int] = field(default_factory=list)
     time_s: float = 0.0
+    collapsed_indices: list[int] = field(default_factory=list)
 
     @property
     def n_selected(self) -> int:
@@ -132,11 +133,13 @@ def closest_contact(atoms: Atoms) -> tuple[float, str, float]:
 def select_maxvol(candidates: Sequence[Atoms], potential_yaml: str, active_set_asi: str,
                   max_structures: int = 500, gamma_tolerance: float = 1.01,
                   force_include: Sequence[int] = (), force_reason: str = "forced: final quenched structure",
-                  maxvol_iters: int = 300, batch_size_option: str | int = "auto") -> SelectionResult:
+                  maxvol_iters: int = 300, batch_size_option: str | int = "auto",
+                  min_contact: float | None = None) -> SelectionResult:
     """Choose up to ``max_structures`` candidates by D-optimality relative to the active set.
 
     ``force_include``: candidate indices added regardless (counted against ``max_structures``
-    only after the MaxVol choices; they are never dropped for it).
+    only after the MaxVol choices; they are never dropped for it). ``min_contact``: candidates
+    whose :func:`closest_contact` is below it never enter MaxVol (collapsed geometries).
     """
     import pandas as pd
 
@@ -152,7 +155,10 @@ def select_maxvol(candidates: Sequence[Atoms], potential_yaml: str, active_set_a
     # Only extrapolative frames (max γ above the tolerance) enter MaxVol: a frame whose environments
     # all lie inside the active set's parallelepiped adds no volume to it, but MaxVol's row swaps
     # (each swap changes the basis) could still pick it once other frames entered.
-    pool = [i for i in range(len(candidates)) if float(gamma[i]) > gamma_tolerance]
+    contact = {}
+    if min_contact:
+        contact = {i: c for i, c in ((i, closest_contact(a)) for i, a in enumerate(candidates)) if c[0] < min_contact}
+    pool = [i for i in range(len(candidates)) if float(gamma[i]) > gamma_tolerance and i not in contact]
     if pool and max_structures > 0:
         select_structures_maxvol = _import_aceselect()
         df = pd.DataFrame({"ase_atoms": [candidates[i] for i in pool]}, index=pool)
@@ -165,7 +171,7 @@ def select_maxvol(candidates: Sequence[Atoms], potential_yaml: str, active_set_a
         ranked = [int(i) for i in df_sel.index]
     chosen = ranked[:max_structures]
     chosen_set = set(chosen)
-    forced = [int(i) for i in force_include if int(i) not in chosen_set]
+    forced = [int(i) for i in force_include if int(i) not in chosen_set and int(i) not in contact]
     rank_of = {i: r for r, i in enumerate(ranked)}
     records = []
     for i, at in enumerate(candidates):
@@ -176,6 +182,10 @@ def select_maxvol(candidates: Sequence[Atoms], potential_yaml: str, active_set_a
                                  f"its environments enlarge the active-set volume (max γ {g:.3g})")
         elif i in forced:
             sel, reason = True, f"{force_reason} (max γ {g:.3g})"
+        elif i in contact:
+            ratio, pair, dist = contact[i]
+            sel, reason = False, (f"not selected: collapsed geometry, {pair} at {dist:.2f} Å = {ratio:.2f} of the "
+                                  f"covalent-radii sum (< min_contact {min_contact})")
         elif i in rank_of:
             sel, reason = False, (f"not selected: MaxVol rank {rank_of[i] + 1} beyond max_structures="
                                   f"{max_structures}")
@@ -192,7 +202,8 @@ def select_maxvol(candidates: Sequence[Atoms], potential_yaml: str, active_set_a
     sel_idx = chosen + forced
     res = SelectionResult(selected_indices=sel_idx, selected=[candidates[i] for i in sel_idx], records=records,
                           gamma=gamma, n_candidates=len(candidates), max_structures=max_structures,
-                          gamma_tolerance=gamma_tolerance, maxvol_indices=ranked, time_s=time.time() - t0)
+                          gamma_tolerance=gamma_tolerance, maxvol_indices=ranked, time_s=time.time() - t0,
+                          collapsed_indices=sorted(contact))
     log.info("MaxVol selection: %d of %d candidates (%d in the D-optimal set, %d forced) in %.1f s",
              res.n_selected, len(candidates), len(ranked), len(forced), res.time_s)
     return res

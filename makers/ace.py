@@ -10,7 +10,6 @@ potential kind is :class:`mlipflow.makers.md.MDMaker`.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -141,8 +140,7 @@ class MaxVolSelector:
 
         from mlipflow.engines.ase_md import frames_from_dict
         from mlipflow.engines.potentials import materialize
-        from mlipflow.engines.selection import closest_contact, select_maxvol
-        from mlipflow.schemas.potentials import CandidateRecord
+        from mlipflow.engines.selection import select_maxvol
 
         pot = materialize(potential)
         pot.kind.require_uncertainty(pot.files)
@@ -155,32 +153,16 @@ class MaxVolSelector:
                 if fr.info.get("reason", "gamma") in self.candidate_reasons:
                     fr.info.setdefault("run", d.run_id or "")
                     candidates.append(fr)
-        rejected = []
-        if self.min_contact:
-            kept = []
-            for fr in candidates:
-                ratio, pair, dist = closest_contact(fr)
-                if ratio < self.min_contact:
-                    g = fr.info.get("max_gamma")
-                    rejected.append(CandidateRecord(
-                        run=str(fr.info.get("run", "")), step=int(fr.info.get("step", 0) or 0),
-                        temperature=fr.info.get("temperature_K", fr.info.get("target_T")),
-                        max_gamma=float(g) if g is not None and math.isfinite(g) else 0.0, selected=False,
-                        reason=(f"not selected: collapsed geometry, {pair} at {dist:.2f} Å = {ratio:.2f} of the "
-                                f"covalent-radii sum (< min_contact {self.min_contact})")))
-                else:
-                    kept.append(fr)
-            candidates = kept
         forced = [i for i, f in enumerate(candidates) if self.add_final and f.info.get("reason") == "final"]
         sel = select_maxvol(candidates, str(pot.path("model")), str(pot.path("active_set")),
                             max_structures=self.max_structures, gamma_tolerance=self.gamma_tolerance,
-                            force_include=forced)
+                            force_include=forced, min_contact=self.min_contact)
         return {
             "selected": [AseAtomsAdaptor.get_structure(candidates[i]).as_dict() for i in sel.selected_indices],
             "selected_indices": sel.selected_indices,
-            "records": [r.model_dump() for r in (*sel.records, *rejected)],
-            "n_candidates": sel.n_candidates + len(rejected),
-            "n_rejected_geometry": len(rejected),
+            "records": [r.model_dump() for r in sel.records],
+            "n_candidates": sel.n_candidates,
+            "n_rejected_geometry": len(sel.collapsed_indices),
             "n_selected": sel.n_selected,
             "gamma_stats": sel.gamma_stats(),
             "terminated_runs": terminated,

@@ -10,6 +10,7 @@ parameters: {...}           # keyword arguments of the flow builder
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -166,34 +167,27 @@ def run_states(name: str | None = None, settings=None) -> list[dict]:
     return sorted(docs, key=lambda d: d.get("updated_at", ""), reverse=True)
 
 
-class FailureLog:
+class FailureLog(logging.Handler):
     """Collects the jobs jobflow's ``run_locally`` reports as failed (name and last error lines)
-    while installed as a handler on its logger."""
+    while installed (``with FailureLog() as log``) as a handler on its logger."""
+
+    LOGGER = "jobflow.managers.local"
 
     def __init__(self):
-        import logging
-
+        super().__init__(level=logging.INFO)
         self.failures: list[dict] = []
-        outer = self
 
-        class _Handler(logging.Handler):
-            def emit(self, record):
-                msg = record.getMessage()
-                if " failed with exception:" in msg:
-                    job, _, tb = msg.partition(" failed with exception:")
-                    lines = [ln for ln in tb.strip().splitlines() if ln.strip()]
-                    outer.failures.append({"job": job.strip(), "error": "\n".join(lines[-3:])})
-
-        self.handler = _Handler(level=logging.INFO)
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if " failed with exception:" in msg:
+            job, _, tb = msg.partition(" failed with exception:")
+            lines = [ln for ln in tb.strip().splitlines() if ln.strip()]
+            self.failures.append({"job": job.strip(), "error": "\n".join(lines[-3:])})
 
     def __enter__(self):
-        import logging
-
-        logging.getLogger("jobflow.managers.local").addHandler(self.handler)
+        logging.getLogger(self.LOGGER).addHandler(self)
         return self
 
     def __exit__(self, *exc):
-        import logging
-
-        logging.getLogger("jobflow.managers.local").removeHandler(self.handler)
+        logging.getLogger(self.LOGGER).removeHandler(self)
         return False

@@ -79,8 +79,10 @@ class KeyedSqliteStore(Store):
               sort: dict[str, Sort | int] | None = None, hint: dict | None = None, skip: int = 0,
               limit: int = 0) -> Iterator[dict]:
         docs = self._select(criteria or {})
-        if sort:
-            docs = iter(sorted(docs, key=lambda d: tuple(_sort_key(d, k, v) for k, v in sort.items())))
+        for k, direction in reversed(list((sort or {}).items())):  # stable passes, last key first
+            # Mongo order: missing/null first when ascending, last when descending
+            docs = iter(sorted(docs, key=lambda d, k=k: (_get(d, k) is not None, _get(d, k)),
+                               reverse=int(getattr(direction, "value", direction)) < 0))
         n = 0
         for i, doc in enumerate(docs):
             if i < skip:
@@ -185,28 +187,6 @@ def _get(doc: dict, dotted: str) -> Any:
             return None
         cur = cur[part]
     return cur
-
-
-def _sort_key(doc: dict, field: str, direction) -> tuple:
-    v = _get(doc, field)
-    asc = int(getattr(direction, "value", direction)) >= 0
-    present = v is not None
-    if not asc:
-        return (not present, _Desc(v))
-    return (present, v if present else 0)
-
-
-class _Desc:
-    def __init__(self, v):
-        self.v = v
-
-    def __lt__(self, other):
-        if self.v is None or other.v is None:
-            return False
-        return self.v > other.v
-
-    def __eq__(self, other):
-        return self.v == other.v
 
 
 def _project(doc: dict, properties: dict | list | None) -> dict:

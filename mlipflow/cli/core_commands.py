@@ -166,7 +166,7 @@ def _print_summary(campaign: str, settings) -> None:
     if not docs:
         return
     summary = docs[0]["output"].get("summary", {})
-    if docs[0]["output"].get("flow") == "nafepo4_glass" or _is_glass_summary(summary):
+    if _is_glass_summary(summary):
         _print_glass_summary(campaign, summary)
         return
     table = Table(title=f"campaign {campaign}: summary")
@@ -177,14 +177,19 @@ def _print_summary(campaign: str, settings) -> None:
         table.add_row(str(k), _short(v))
     console.print(table)
     if history:
-        it = Table(title="iterations (test force RMSE in eV/Å: new potential, and previous one on the same set)")
-        cols = ["iteration", "n_runs", "n_terminated", "n_candidates", "n_selected", "n_labeled", "n_label_failed"]
-        for c in ["it", "runs", "stopped", "cand.", "sel.", "labelled", "failed", "F new", "F prev"]:
-            it.add_column(c)
-        for h in history:
-            prev = (h.get("previous_test") or {}).get("force_rmse")
-            it.add_row(*[str(h.get(c)) for c in cols], _short((h.get("test") or {}).get("force_rmse")), _short(prev))
-        console.print(it)
+        console.print(iteration_table(history))
+
+
+def iteration_table(history: list[dict]) -> Table:
+    """The active-learning history (IterationSummary rows) as a table (`run` and `status`)."""
+    it = Table(title="iterations (test force RMSE in eV/Å: new potential, and previous one on the same set)")
+    cols = ["iteration", "n_runs", "n_terminated", "n_candidates", "n_selected", "n_labeled", "n_label_failed"]
+    for c in ["it", "runs", "stopped", "cand.", "sel.", "labelled", "failed", "F new", "F prev"]:
+        it.add_column(c)
+    for h in history:
+        prev = (h.get("previous_test") or {}).get("force_rmse")
+        it.add_row(*[str(h.get(c)) for c in cols], _short((h.get("test") or {}).get("force_rmse")), _short(prev))
+    return it
 
 
 def _is_glass_summary(summary: dict) -> bool:
@@ -192,13 +197,12 @@ def _is_glass_summary(summary: dict) -> bool:
     return isinstance(pots, list) and bool(pots) and isinstance(pots[0], dict) and "density_g_cm3" in pots[0]
 
 
-def _ms(v: dict | None, fmt: str = ".3g", scale: float = 1.0) -> str:
+def _ms(v: dict | None, fmt: str = ".3g") -> str:
     """A MeanStd as 'mean ± std' (or '-')."""
     if not v or v.get("mean") is None:
         return "-"
-    m = v["mean"] * scale
     sd = v.get("std")
-    return f"{m:{fmt}}" + (f" ± {sd * scale:{fmt}}" if sd is not None and v.get("n", 0) > 1 else "")
+    return f"{v['mean']:{fmt}}" + (f" ± {sd:{fmt}}" if sd is not None and v.get("n", 0) > 1 else "")
 
 
 def _print_glass_summary(campaign: str, summary: dict) -> None:
@@ -219,8 +223,7 @@ def _print_glass_summary(campaign: str, summary: dict) -> None:
         fits = {a.get("heating"): a for a in p.get("arrhenius") or []}
         for h, by_T in (p.get("diffusion_cm2_s") or {}).items():
             a = fits.get(h) or {}
-            ea = (f"{a['Ea_eV']:.3g} ± {a.get('sigma_Ea_eV') or 0:.2g}" if a.get("Ea_eV") is not None
-                  else (a.get("error") or "-"))
+            ea = f"{a['Ea_eV']:.3g} ± {a.get('sigma_Ea_eV') or 0:.2g}" if a.get("Ea_eV") is not None else "-"
             d.add_row(p.get("name", ""), h, "; ".join(f"{T}: {_ms(v, '.2e')}" for T, v in by_T.items()), ea,
                       f"{a['D0_cm2_s']:.3g}" if a.get("D0_cm2_s") is not None else "-")
     console.print(t)

@@ -5,8 +5,8 @@ pid and host, completed, failed with the failed jobs' last error lines); a run w
 gone without recording an end was interrupted. With ``--launchpad`` the campaign's FireWorks
 workflow is read instead: Fireworks per state and the last fizzled one's error. For
 active-learning campaigns the per-iteration table (runs, stopped runs, candidates, selected,
-labelled, failed labels, test errors) comes from the iteration documents, as DP-GEN's status
-prints its ratios.
+labelled, failed labels, test errors) is the history of the newest iteration document, as
+DP-GEN's status prints its ratios.
 """
 
 from __future__ import annotations
@@ -107,23 +107,18 @@ def _outputs(campaign: str) -> None:
 
 
 def _iterations(campaign: str) -> None:
+    """The history of the newest `decide` document (every iteration so far) and its stop reason."""
+    from mlipflow.cli.core_commands import iteration_table
     from mlipflow.store import query_outputs
 
-    its = [d for d in query_outputs(doc_type="al_iteration", campaign=campaign) if d.get("name", "").startswith("decide")]
+    its = [d["output"] for d in query_outputs(doc_type="al_iteration", campaign=campaign)
+           if d.get("name", "").startswith("decide")]
     if not its:
         return
-    t = Table(title=f"{campaign}: active-learning iterations")
-    for c in ("it", "runs", "stopped", "cand.", "sel.", "labelled", "failed", "F test", "F prev", "stop"):
-        t.add_column(c)
-    for d in sorted(its, key=lambda d: d["output"]["iteration"]):
-        o = d["output"]
-        f = (o.get("test_metrics") or {}).get("force_rmse")
-        p = (o.get("previous_test_metrics") or {}).get("force_rmse")
-        t.add_row(str(o["iteration"]), str(o.get("n_runs")), str(len(o.get("terminated_runs") or [])),
-                  str(o.get("n_candidates")), str(o.get("n_selected")), str(o.get("n_labeled")),
-                  str(o.get("n_label_failed")), f"{f:.4g}" if f is not None else "-",
-                  f"{p:.4g}" if p is not None else "-", o.get("stop_message") or "")
-    console.print(t)
+    last = max(its, key=lambda o: o["iteration"])
+    console.print(iteration_table(last.get("history") or []))
+    if last.get("stop_message"):
+        console.print(f"stopped after iteration {last['iteration']}: {last['stop_message']}")
 
 
 def _fireworks(campaign: str, launchpad: Path) -> None:
