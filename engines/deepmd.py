@@ -1150,5 +1150,22 @@ def pretrain_heads(profile: str = "lifepo4", labeler: str | None = None, n_per_h
     return out
 
 
+def train_local_base(workdir: str | Path, out: str | Path, profile: str = "lifepo4", labeler: str | None = None,
+                     n_per_head: int = 24, steps: int = 2000, seed: int = 0,
+                     progress: bool = False) -> tuple[DPTrainingDoc, dict[str, int]]:
+    """The local multi-task DPA-2 base (`mlipflow potential pretrain`): :func:`pretrain_heads`
+    labelled, exported and trained (:func:`pretrain_dp`, the ``tiny_dpa2`` preset) into ``out``.
+    Returns the training document and the number of labelled cells per head."""
+    import tempfile
+
+    heads = pretrain_heads(profile, labeler, n_per_head, seed, progress=progress)
+    tmap = sorted({el for frames in heads.values() for f in frames for el in f.elements})
+    with tempfile.TemporaryDirectory(prefix="mlipflow-dp-base-") as tmp:
+        dirs = {h: export_frames(frames, Path(tmp) / h, tmap) for h, frames in heads.items()}
+        doc = pretrain_dp(dirs, workdir, DPSettings.tiny_dpa2(numb_steps=steps, seed=seed + 1), out=out, type_map=tmap,
+                          progress=progress)
+    return doc, {h: len(frames) for h, frames in heads.items()}
+
+
 def potential_files_hash(docs: Sequence[DPTrainingDoc]) -> str:
     return content_hash("dp-ensemble", [d.input_hash for d in docs])

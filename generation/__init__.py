@@ -5,7 +5,8 @@
 - :func:`amorphous_structures` — random cells (minimum distance, crystal density, linear
   scaling) over such a grid: ``list[(Structure, info)]``; :func:`random_structure` for one formula;
 - :func:`olivine_supercell` — olivine Li_xFePO4 supercells with Li orderings, polarons,
-  LiFePO4/FePO4 interface and rattling;
+  LiFePO4/FePO4 interface and rattling; :func:`named_configuration` (D1-D3, x-order, y-order,
+  interface) and :func:`random_configurations` (distinct random Li/vacancy/polaron cells);
 - :func:`estimate_density`, :func:`random_pack`, writers (:func:`write_structure`).
 
 See docs/generation.md.
@@ -31,6 +32,9 @@ _EXPORTS = {
     "min_image_distances": "packing",
     "olivine_unit_cell": "olivine",
     "olivine_supercell": "olivine",
+    "named_configuration": "olivine",
+    "random_configurations": "olivine",
+    "NAMED_CONFIGURATIONS": "olivine",
     "write_structure": "writers",
     "write_structures": "writers",
 }

@@ -249,6 +249,66 @@ def olivine_supercell(
     return st, info
 
 
+#: The LixFePO4 paper's named configurations: name -> olivine_supercell arguments. D1-D3 are
+#: seeded disordered Li/vacancy arrangements at x = 0.5, x-order removes alternating yz planes
+#: (normal to a), y-order alternating xz planes (normal to b); "interface" is the LiFePO4/FePO4
+#: two-phase cell split along y.
+NAMED_CONFIGURATIONS: dict[str, dict[str, Any]] = {
+    "D1": {"x": 0.5, "ordering": "random", "seed": 1},
+    "D2": {"x": 0.5, "ordering": "random", "seed": 2},
+    "D3": {"x": 0.5, "ordering": "random", "seed": 3},
+    "x-order": {"x": 0.5, "ordering": "x", "seed": 0},
+    "y-order": {"x": 0.5, "ordering": "y", "seed": 0},
+    "interface": {"interface": "y:0.5", "seed": 0},
+}
+
+
+def named_configuration(name: str, supercell: Sequence[int] | str = (1, 2, 2), seed: int = 0,
+                        **overrides: Any) -> tuple[Any, dict[str, Any]]:
+    """One of :data:`NAMED_CONFIGURATIONS` for any supercell (``seed`` is added to the name's own
+    seed; polarons placed at random, seeded). ``overrides``: other :func:`olivine_supercell` arguments."""
+    if name not in NAMED_CONFIGURATIONS:
+        raise UserError(f"unknown configuration {name!r}", f"use one of {', '.join(NAMED_CONFIGURATIONS)}")
+    args = {"polarons": "random", **NAMED_CONFIGURATIONS[name], **overrides}
+    args["seed"] = int(args.get("seed", 0)) + int(seed)
+    st, info = olivine_supercell(supercell, **args)
+    info["configuration"] = name
+    return st, info
+
+
+def random_configurations(n: int, supercell: Sequence[int] | str = (1, 2, 2), x_values: Sequence[float] | None = None,
+                          seed: int = 0, rattle: float = 0.0, max_tries: int = 50) -> list[tuple[Any, dict[str, Any]]]:
+    """``n`` distinct supercells with random Li, vacancy and polaron configurations (the LixFePO4
+    paper's 126 relaxation starts): cell ``k`` takes x from ``x_values`` in turn (default: every
+    multiple of 1/n_Li strictly between 0 and 1; x = 0 and 1 have one configuration each) and seed ``seed + k`` (later seeds when a configuration repeats
+    an earlier one: same Li sites and same Fe3+ sites). ``rattle``: normal displacements (Å)."""
+    if n < 1:
+        raise UserError(f"n = {n}: at least one configuration is needed", "give n >= 1")
+    sc = _parse_supercell(supercell)
+    n_li = 4 * sc[0] * sc[1] * sc[2]
+    xs = [float(v) for v in (x_values if x_values else [k / n_li for k in range(1, n_li)])]
+    seen: set[tuple] = set()
+    out = []
+    next_seed = int(seed)
+    for k in range(n):
+        x = xs[k % len(xs)]
+        for _ in range(max_tries):
+            st, info = olivine_supercell(sc, x=x, ordering="random", polarons="random", seed=next_seed, rattle=rattle)
+            next_seed += 1
+            key = (round(info["x_actual"], 6), tuple(info["removed_li_sites"]), tuple(info["fe3_sites"]))
+            if key not in seen:
+                break
+        else:
+            raise UserError(f"no new configuration at x = {x} in a {'x'.join(map(str, sc))} supercell after "
+                            f"{max_tries} tries (asked for {n} cells in all)",
+                            "ask for fewer cells at that x (x = 0 and x = 1 have a single configuration), "
+                            "other x values, or a larger supercell")
+        seen.add(key)
+        info.update({"configuration": f"random-{k}", "index": k})
+        out.append((st, info))
+    return out
+
+
 def _near_vacancy(vac_frac, fe_frac, lat, fe_idx, rng) -> np.ndarray:
     """One Fe per vacancy: all (vacancy, Fe) pairs by distance, greedy one-to-one (ties: seeded)."""
     if len(vac_frac) == 0:

@@ -93,12 +93,14 @@ class DPTrainMaker(Maker):
 
     @job(data=["files"])
     def make(self, dataset: DatasetRef | DatasetDoc | dict, member: int = 0, seed: int = 0,
-             warm_start: PotentialRef | dict | None = None, campaign: str | None = None) -> DPTrainingDoc:
+             warm_start: PotentialRef | dict | None = None, campaign: str | None = None,
+             base: PotentialRef | dict | None = None) -> DPTrainingDoc:
         from mlipflow.engines.deepmd import DPTrainingError, _blob, fit_dp_member, test_dp
         from mlipflow.engines.potentials import load_potential_doc, materialize
 
         settings = _settings(self.settings)
         ds_ref = DatasetRef.coerce(dataset)
+        base_ref = base
         warm = PotentialRef.coerce(warm_start) if warm_start is not None else None
         if warm is not None and warm.uuid:
             prev = load_potential_doc(warm)
@@ -118,6 +120,8 @@ class DPTrainMaker(Maker):
                 role = f"checkpoint_{member}" if member else "checkpoint"
                 base = warm_pot.path(role if role in warm_pot.files else ckpts[member % len(ckpts)])
                 branch = None
+            elif base_ref is not None:  # a stored base (DPPretrainMaker's output): its checkpoint on this node
+                base = materialize(PotentialRef.coerce(base_ref)).path("checkpoint")
             elif self.finetune:
                 base = Path(self.finetune).expanduser()
             workdir = Path(self.workdir) / f"member_{member}" if self.workdir else None
@@ -229,8 +233,9 @@ class DPFitMaker(Maker):
 
     Members differ by seed (``seed + i``). Starting point of each member, first that applies:
     ``warm_start`` (a DP potential fitted before: member i fine-tunes from its member i's
-    checkpoint with ``--finetune``), else ``finetune`` (a pretrained ``.pt`` base, with
-    ``--model-branch model_branch``), else from scratch. When ``warm_start`` was fitted on exactly
+    checkpoint with ``--finetune``), else ``base`` (a stored base, e.g. :class:`DPPretrainMaker`'s
+    output: its ``checkpoint`` file), else ``finetune`` (a pretrained ``.pt`` base given by path),
+    each with ``--model-branch model_branch``, else from scratch. When ``warm_start`` was fitted on exactly
     this dataset version no training runs and the warm-start document comes back with
     ``reused_from`` set. ``warm_start_test_metrics``: the warm-start model on this test split.
     Each member's work directory is the cache entry of its inputs (or ``workdir/member_<i>``).
@@ -248,7 +253,7 @@ class DPFitMaker(Maker):
     progress: bool = False
 
     def make(self, dataset: DatasetRef | DatasetDoc | dict, warm_start: PotentialRef | None = None,
-             campaign: str | None = None) -> Flow:
+             campaign: str | None = None, base: PotentialRef | None = None) -> Flow:
         if int(self.ensemble) < 1:
             raise UserError(f"ensemble must be at least 1, got {self.ensemble}", "train one model or more")
         if self.finetune and Path(self.finetune).suffix == ".pth":
@@ -260,13 +265,73 @@ class DPFitMaker(Maker):
                                model_branch=self.model_branch, workdir=self.workdir, progress=self.progress)
         jobs = []
         for i in range(int(self.ensemble)):
-            j = trainer.make(dataset, member=i, seed=int(self.seed) + i, warm_start=warm_start, campaign=campaign)
+            j = trainer.make(dataset, member=i, seed=int(self.seed) + i, warm_start=warm_start, campaign=campaign,
+                             base=base)
             j.name = f"{self.name} member {i}"
             jobs.append(j)
         gather = gather_dp_ensemble([j.output for j in jobs], dataset, warm_start=warm_start,
                                     name=self.potential_name, campaign=campaign)
         gather.name = f"{self.name} gather"
         return Flow([*jobs, gather], output=gather.output, name=self.name)
+
+
+@dataclass
+class DPPretrainMaker(Maker):
+    """The local multi-task DPA-2 base as a job (what `mlipflow potential pretrain` makes): cells of
+    ``profile`` labelled with ``labeler`` (default CHGNet for lifepo4), ``steps`` training steps.
+
+    Returns a :class:`PotentialDoc` (``kind="dp"``, tag ``base``) whose ``checkpoint`` file is the
+    base (pass the document's ``ref`` as ``DPFitMaker.make(..., base=...)``) and whose ``model`` is
+    the frozen ``branch`` head (zero-shot comparisons). A :mod:`mlipflow.cache` entry of its inputs."""
+
+    need: ClassVar[str] = "gpu"
+    name: str = "dp pretrain"
+    profile: str = "lifepo4"
+    labeler: str | None = None
+    structures: int = 24
+    steps: int = 2000
+    seed: int = 0
+    branch: str | None = None
+
+    @job(data=["files"])
+    def make(self, campaign: str | None = None) -> PotentialDoc:
+        from mlipflow import cache
+        from mlipflow.engines.deepmd import PRETRAIN_PROFILES, _blob, freeze_dp, train_local_base
+
+        if self.profile not in PRETRAIN_PROFILES:
+            raise UserError(f"unknown pretrain profile {self.profile!r}", f"use one of {', '.join(PRETRAIN_PROFILES)}")
+        inputs = [self.profile, self.labeler, int(self.structures), int(self.steps), int(self.seed), self.branch]
+
+        def build(d: Path) -> DPTrainingDoc:
+            doc, _ = train_local_base(d / "train", d / "base.pt", self.profile, self.labeler, self.structures,
+                                      self.steps, self.seed)
+            branch = self.branch or doc.heads[0]
+            if branch not in doc.heads:
+                raise UserError(f"the base has no branch {branch!r} (its heads: {', '.join(doc.heads)})",
+                                "choose one of those heads")
+            freeze_dp(d / "base.pt", d / "model.pth", head=branch)
+            (d / "pretrain.json").write_text(doc.model_dump_json())
+            return doc
+
+        def load(d: Path) -> DPTrainingDoc:
+            return DPTrainingDoc.model_validate_json((d / "pretrain.json").read_text())
+
+        doc = cache.cached_directory("dp-pretrain", inputs, build, load)
+        d = cache.entry_path("dp-pretrain", inputs)
+        files, roles = {}, {}
+        for role, fname in (("checkpoint", "base.pt"), ("model", "model.pth")):
+            name, content = _blob(d / fname, "checkpoint.pt" if role == "checkpoint" else None)
+            files[name] = content
+            roles[role] = name
+        branch = self.branch or doc.heads[0]
+        out = PotentialDoc(kind="dp", name=f"dp-base-{self.profile}", elements=list(doc.type_map), files=files,
+                           roles=roles, fit_settings=doc.input, fit_time_s=doc.train_time_s,
+                           plots={k: v for k, v in doc.plots.items() if v},
+                           tags=["base", f"branch:{branch}", *(f"head:{h}" for h in doc.heads)],
+                           input_hash=content_hash("dp-pretrain", inputs), campaign=campaign)
+        out.ref = PotentialRef(kind="dp", name=out.name, input_hash=out.input_hash, uuid=current_job_uuid(),
+                               elements=out.elements)
+        return out
 
 
 # ----------------------------------------------------------------------------- selection
@@ -419,4 +484,4 @@ class DPSelectMaker(Maker):
         return self.selector.select(runs, potential)
 
 
-__all__ = ["DPFitMaker", "DPTrainMaker", "DPSelectMaker", "DeviationSelector", "gather_dp_ensemble", "export_dp_split"]
+__all__ = ["DPFitMaker", "DPPretrainMaker", "DPTrainMaker", "DPSelectMaker", "DeviationSelector", "gather_dp_ensemble", "export_dp_split"]

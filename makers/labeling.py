@@ -51,8 +51,9 @@ def _entries(structures: Any) -> list[dict[str, Any]] | None:
 @dataclass
 class LabelMaker(Maker):
     """Label structures with an embedded labeler, in this job: ``mode`` static (single points),
-    relax (every ``every``-th relaxation step) or md (NVT at ``temperature``, a frame every
-    ``every`` steps; structure ``i`` uses seed ``seed + i``). Cached by content hash; failures kept.
+    relax (every ``every``-th step of an ASE relaxation to ``fmax`` in at most ``steps`` steps, and
+    the last) or md (NVT at ``temperature``, ``steps`` steps, a frame every ``every`` steps;
+    structure ``i`` uses seed ``seed + i``). Cached by content hash; failures kept.
 
     One reference calculation per job is what the flows create (:func:`reference_job`); a list
     of structures in one job is for small interactive use.
@@ -69,6 +70,7 @@ class LabelMaker(Maker):
     timestep_fs: float = 2.0
     every: int = 20
     seed: int = 0
+    fmax: float = 0.05
 
     @job
     def make(self, structures: Any, metadata: dict[str, Any] | None = None, campaign: str | None = None) -> dict:
@@ -93,7 +95,8 @@ class LabelMaker(Maker):
                     frames += lab.md(s, temperature=self.temperature, steps=self.steps, timestep_fs=self.timestep_fs,
                                      every=self.every, seed=self.seed + i, source=source, metadata=meta)
                 else:
-                    frames += lab.relax(s, every=self.every, source=source, metadata=meta)
+                    frames += lab.relax(s, every=self.every, source=source, metadata=meta, fmax=self.fmax,
+                                        steps=self.steps)
         else:
             raise UserError(f"unknown labeling mode {self.mode!r}", "use static, relax or md")
         return frames_summary(frames, labeler=lab.name, source=source)
@@ -123,7 +126,8 @@ def reference_job(labeler: str, mode: str, structure: Any, name: str, metadata: 
     """One reference calculation as its own job (or atomate2 sub-flow), whose output has ``frame_ids``.
 
     VASP labelers (``vasp:<set>``) become atomate2's Static/Relax/MD maker plus the parsing job;
-    embedded labelers a :class:`LabelMaker` job. ``md``: temperature, steps, timestep_fs, every, seed.
+    embedded labelers a :class:`LabelMaker` job. ``md``: temperature, steps, timestep_fs, every, seed
+    (and fmax for an embedded relaxation; VASP relaxations stop at the input set's EDIFFG).
     """
     from mlipflow.engines.labelers import get_labeler
 
@@ -139,7 +143,7 @@ def reference_job(labeler: str, mode: str, structure: Any, name: str, metadata: 
             kwargs["labeler_kwargs"] = {"user_incar_settings": {"ISYM": 0}, "user_kpoints_settings": _gamma_only()}
         return cls(name=name, input_set=lab.set_name, **kwargs, **({"source": source} if source else {})).make(structure)
     maker = LabelMaker(name=name, labeler=labeler, mode=mode, source=source,
-                       **{k: v for k, v in md.items() if k in ("temperature", "steps", "timestep_fs", "every", "seed")})
+                       **{k: v for k, v in md.items() if k in ("temperature", "steps", "timestep_fs", "every", "seed", "fmax")})
     return maker.make(structure, metadata=metadata)
 
 

@@ -26,6 +26,7 @@ FLOWS: dict[str, str] = {
     "nafepo4_al": "mlipflow.flows.active_learning:active_learning_flow",
     "nafepo4_glass": "mlipflow.flows.production:nafepo4_glass_flow",
     "lfp_md": "mlipflow.flows.lfp_md:lfp_md_flow",
+    "lfp_dpa": "mlipflow.flows.lfp_dpa:lfp_dpa_flow",
 }
 
 

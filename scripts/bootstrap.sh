@@ -18,6 +18,7 @@
 #                                (default: whatever pip is configured with)
 #   MLIPFLOW_WITH_DEEPMD=1       set 0 to skip the DeePMD-kit source build
 #   MLIPFLOW_FORCE=1             redo every step
+#   MLIPFLOW_WITH_CHROMIUM=0     do not apt-get install headless Chromium (the report's browser test)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -47,6 +48,15 @@ for m in sys.argv[1:]:
     importlib.import_module(m)
 PY
 }
+
+# Headless Chromium (a Debian package, not a Python one) renders the HTML report in its test.
+if [ "${MLIPFLOW_WITH_CHROMIUM:-1}" = 1 ] && ! command -v chromium >/dev/null 2>&1 \
+   && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  log "headless Chromium for the HTML report test (apt-get install chromium)"
+  { apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; } \
+    || log "could not install chromium: the report's browser test is skipped"
+fi
 
 if [ -z "${MLIPFLOW_FORCE:-}" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(want_stamp)" ] && stack_imports; then
   log "environment up to date ($VENV)"

@@ -143,7 +143,27 @@ def tiny_glass(tmp_path_factory):
     return {"home": home, "proc": proc, "campaign_file": camp}
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
+def tiny_lfp(tmp_path_factory):
+    """tests/lfp/tiny_lfp.yaml run once (the LixFePO4 campaign with tiny settings; shared by the
+    campaign and report tests); ``run()`` runs it again."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    camp = Path(__file__).parent / "lfp" / "tiny_lfp.yaml"
+    base = tmp_path_factory.mktemp("lfp")
+    home = base / "home"
+    env = campaign_env(home)
+
+    def run():
+        return subprocess.run([sys.executable, "-m", "mlipflow.cli.main", "run", str(camp)], capture_output=True,
+                              text=True, env=env, timeout=1200, cwd=base)
+
+    return {"home": home, "env": env, "first": run(), "run": run, "base": base}
+
+
+@pytest.fixture(scope="session")
 def campaign_tools():
     """Helpers for tests that run `mlipflow` in subprocesses: (campaign_env, type_counts)."""
     return campaign_env, type_counts

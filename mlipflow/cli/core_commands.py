@@ -169,6 +169,9 @@ def _print_summary(campaign: str, settings) -> None:
     if _is_glass_summary(summary):
         _print_glass_summary(campaign, summary)
         return
+    if "final_potential" in summary and "validation" in summary:
+        _print_lfp_summary(campaign, summary)
+        return
     table = Table(title=f"campaign {campaign}: summary")
     table.add_column("quantity")
     table.add_column("value")
@@ -233,6 +236,66 @@ def _print_glass_summary(campaign: str, summary: dict) -> None:
             console.print(f"[yellow]unstable[/] {p.get('name')}: {r}", highlight=False)
     for s in summary.get("skipped") or []:
         console.print(f"[yellow]skipped[/] {s}", highlight=False)
+
+
+def _print_lfp_summary(campaign: str, summary: dict) -> None:
+    """The LixFePO4 campaign: labels, fine-tuning errors, validation (vs the paper), MD rates."""
+    lab = summary.get("labeling") or {}
+    console.print(f"campaign {campaign}: {lab.get('n_relaxations')} relaxations ({lab.get('n_relaxations_converged')} "
+                  f"converged, {lab.get('n_relax_frames')} frames), {lab.get('n_aimd_runs')} AIMD runs "
+                  f"({lab.get('n_aimd_frames')} frames), {lab.get('n_failures', 0)} failed; sampled "
+                  f"{lab.get('n_sampled_relax')} relaxation + {sum((lab.get('n_sampled_aimd') or {}).values())} AIMD "
+                  f"frames -> dataset {summary['dataset']['name']}:{summary['dataset']['version']} "
+                  f"({summary.get('n_train_frames')} train / {summary.get('n_test_frames')} test)", highlight=False)
+    f = Table(title="fine-tuning: errors on the test split (energy meV/atom, force meV/Å)")
+    for c in ("model", "E RMSE", "F RMSE"):
+        f.add_column(c)
+
+    def mev(m, key):
+        return f"{1000 * m[key]:.1f}" if m and m.get(key) is not None else "-"
+
+    if summary.get("base_test_metrics"):
+        f.add_row("base head, zero-shot", mev(summary["base_test_metrics"], "energy_rmse"),
+                  mev(summary["base_test_metrics"], "force_rmse"))
+    f.add_row("Fine-tuned model", mev(summary.get("test_metrics"), "energy_rmse"), mev(summary.get("test_metrics"), "force_rmse"))
+    console.print(f)
+    v = Table(title="validation: Fe valence configurations recovered (SI II.A)")
+    for c in ("start", "relaxations", "recovered", "structure matched", "paper"):
+        v.add_column(c)
+    for r in summary.get("validation") or []:
+        v.add_row(r["start"], str(r["n"]), f"{r['n_recovered']} ({100 * (r.get('fraction') or 0):.0f} %)",
+                  str(r["n_structure_matched"]),
+                  f"{100 * r['paper_fraction']:.1f} %" if r.get("paper_fraction") is not None else "-")
+    console.print(v)
+    g = summary.get("gmm") or {}
+    if g.get("means_A"):
+        console.print(f"Fe–O radii of the relaxed structures: Gaussians at {g['means_A'][0]:.3f} and "
+                      f"{g['means_A'][1]:.3f} Å (paper: Fe3+ 2.08, Fe2+ 2.16), boundary {g['boundary_A']:.3f} Å, "
+                      f"Bayes error {g['bayes_error']:.3f}", highlight=False)
+    md = summary.get("md") or {}
+    if md.get("runs"):
+        t = Table(title="MD with the fine-tuned model: rates (per Fe / per Li, 1/ps)")
+        for c in ("run", "stage", "T K", "flips", "flip rate", "hops", "hop rate"):
+            t.add_column(c)
+        for rows in md["runs"].values():
+            for r in rows:
+                if r.get("failed"):
+                    t.add_row(r.get("label", ""), r.get("stage") or "", "", "failed", "", "", "")
+                    continue
+                t.add_row(r.get("label", ""), r.get("stage") or "", _short(r.get("temperature_K")),
+                          str(r.get("n_flips")), _short(r.get("flip_rate_per_ps")),
+                          *((str(r.get("n_hops")), _short(r.get("hop_rate_per_ps"))) if r.get("hop_rate_per_ps")
+                            is not None else ("-", "-")))
+        console.print(t)
+        for k, a in (md.get("arrhenius") or {}).items():
+            if a.get("error"):
+                console.print(f"Arrhenius {k}: no fit ({a['error']})", highlight=False)
+            else:
+                console.print(f"Arrhenius {k}: Ea {a['Ea_eV']:.3g} ± {a.get('Ea_sigma_eV') or 0:.2g} eV, "
+                              f"A {a['A_per_ps']:.3g} /ps ({a['n_points']} T)", highlight=False)
+    fp = summary.get("final_potential") or {}
+    console.print(f"final potential: dp {fp.get('name')} (uuid {fp.get('uuid')}); use it elsewhere as "
+                  f"{{campaign: {campaign}, which: final}}", highlight=False)
 
 
 def _compact(v):

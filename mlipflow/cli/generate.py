@@ -87,6 +87,10 @@ def olivine(
     supercell: str = typer.Option("1,2,2", "--supercell", help="Repetitions along a,b,c, e.g. 1,2,2 or 2,4,6."),
     x: float = typer.Option(1.0, "--x", help="Li content x of Li_xFePO4."),
     ordering: str = typer.Option("random", "--ordering", help="random, x, y or explicit Li site indices '0,3,5'."),
+    config: Optional[str] = typer.Option(None, "--config", help="A named configuration of the LixFePO4 paper: D1, D2, D3 "
+                                         "(seeded disordered, x = 0.5), x-order, y-order (alternating planes, x = 0.5) "
+                                         "or interface (LiFePO4/FePO4 along y); --x/--ordering/--interface are then "
+                                         "taken from the name, --seed is added to its seed."),
     polarons: str = typer.Option("random", "--polarons", help="random, near-vacancy or none."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     interface: Optional[str] = typer.Option(None, "--interface", help="Two-phase LiFePO4/FePO4 cell split at axis:fraction, e.g. y:0.5."),
@@ -96,8 +100,11 @@ def olivine(
     out: Path = typer.Option(..., "--out", help="Output file (.extxyz, .vasp/POSCAR, .data)."),
 ):
     """An olivine Li_xFePO4 supercell with Li/vacancy ordering and seeded polarons."""
-    from mlipflow.generation import olivine_supercell, write_structure
+    from mlipflow.generation import named_configuration, olivine_supercell
 
+    if config is not None:
+        st, info = named_configuration(config, supercell, seed=seed, rattle=rattle, contraction=contraction)
+        return _write_olivine(st, info, out, fmt)
     order: str | list[int] = ordering
     if ordering.lower() not in ("random", "x", "y"):
         try:
@@ -107,6 +114,12 @@ def olivine(
     pol = None if polarons.lower() == "none" else polarons.lower()
     st, info = olivine_supercell(supercell, x=x, ordering=order, polarons=pol, seed=seed, interface=interface,
                                  rattle=rattle, contraction=contraction)
+    _write_olivine(st, info, out, fmt)
+
+
+def _write_olivine(st, info: dict, out: Path, fmt: str | None) -> None:
+    from mlipflow.generation import write_structure
+
     path = write_structure(st, out, fmt=_check_format(fmt) if fmt else None, info=info)
     sidecar = Path(str(path) + ".json")
     sidecar.write_text(json.dumps(info, indent=1, default=str))

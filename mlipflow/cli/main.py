@@ -45,6 +45,7 @@ SUBCOMMANDS = {
     "potential": "mlipflow.cli.potential",
     "analyze": "mlipflow.cli.analyze",
     "status": "mlipflow.cli.status",
+    "report": "mlipflow.cli.report",
 }
 #: top-level commands -> module that defines them on ``app`` via ``register(app)``.
 COMMAND_MODULES = ["mlipflow.cli.core_commands"]

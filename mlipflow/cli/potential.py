@@ -262,9 +262,7 @@ def pretrain(
     """Train a small multi-task DPA-2 base (one head per data domain) on generated, labelled cells
     and save its checkpoint: the local stand-in for a downloaded DPA-2 model. Fine-tune it with
     `mlipflow potential fit DATASET --kind dp --finetune OUT --branch HEAD`."""
-    import tempfile
-
-    from mlipflow.engines.deepmd import PRETRAIN_PROFILES, DPSettings, export_frames, pretrain_dp, pretrain_heads
+    from mlipflow.engines.deepmd import PRETRAIN_PROFILES, train_local_base
     from mlipflow.settings import apply_thread_settings, get_settings
 
     if profile not in PRETRAIN_PROFILES:
@@ -273,15 +271,11 @@ def pretrain(
         raise UserError(f"the base checkpoint must end in .pt (got {out.name})", "e.g. --out dp_base.pt")
     settings = get_settings()
     apply_thread_settings(settings)
-    heads = pretrain_heads(profile, labeler, structures, seed, progress=progress)
-    for h, frames in heads.items():
-        console.print(f"head [bold]{h}[/]: {len(frames)} labelled cells ({PRETRAIN_PROFILES[profile][h]})")
     wd = (workdir or settings.scratch_dir / f"dp-pretrain-{profile}").expanduser().resolve()
-    tmap = sorted({el for frames in heads.values() for f in frames for el in f.elements})
-    with tempfile.TemporaryDirectory(prefix="mlipflow-dp-base-") as tmp:
-        dirs = {h: export_frames(frames, Path(tmp) / h, tmap) for h, frames in heads.items()}
-        doc = pretrain_dp(dirs, wd, DPSettings.tiny_dpa2(numb_steps=steps, seed=seed + 1), out=out, type_map=tmap,
-                          progress=progress)
+    doc, counts = train_local_base(wd, out, profile, labeler, structures, steps, seed, progress=progress)
+    for h, n in counts.items():
+        console.print(f"head [bold]{h}[/]: {n} labelled cells ({PRETRAIN_PROFILES[profile][h]})")
+    tmap = doc.type_map
     lc = doc.lcurve
     last = {k: v[-1] for k, v in lc.items() if k.startswith("rmse_f_trn") and v}
     console.print(f"base saved to {out.resolve()} (branches: {', '.join(doc.heads)}; type map: {', '.join(tmap)}; "
