@@ -417,11 +417,15 @@ def _hop_neighbours(sites: LiSites, cell, origin, axis: str, max_angle_deg: floa
     return set((i[ok] * n + j[ok]).tolist())
 
 
+class LiOffSites(UserError):
+    """Fewer than 90 % of the Li of the first frame lie within 1 Å of the Li sites."""
+
+
 def _finish_sites(frac: np.ndarray, source: str, cell, origin, li_pos, params: PolaronParams, fix: str) -> LiSites:
     sites = LiSites(frac=np.mod(frac, 1.0), source=source)
     frac_ok = _check_sites_fit(sites, li_pos, cell, origin)
     if frac_ok < 0.9:
-        raise UserError(f"only {100 * frac_ok:.0f} % of the Li lie within 1 Å of the Li sites ({source})", fix)
+        raise LiOffSites(f"only {100 * frac_ok:.0f} % of the Li lie within 1 Å of the Li sites ({source})", fix)
     sites.neighbours = _hop_neighbours(sites, cell, origin, params.hop_axis, params.hop_max_angle_deg)
     return sites
 
@@ -804,6 +808,9 @@ def polaron_statistics(bonds: np.ndarray, timestep_ps: float, *, fe_positions: n
         log.warning(w)
     if extra:
         res.update(extra)
+        if extra.get("li_hops_skipped"):
+            warnings.append(str(extra["li_hops_skipped"]))
+            log.warning(warnings[-1])
     return PolaronResult(results=to_json_dict(res), states=states, fe_layer=layer, gmm=gmm)
 
 
@@ -857,6 +864,7 @@ class PolaronAccumulator:
         self.tracker: _LiHopTracker | None = None
         self.rdf_stride = 1
         self.rdf: dict[int, tuple] = {}
+        self.li_hops_skipped: str | None = None
 
     def _first(self, fr: Frame) -> None:
         if fr.symbols is None:
@@ -883,7 +891,11 @@ class PolaronAccumulator:
                 self.sites = li_sites_from_file(self.li_sites_arg, fr.cell, fr.origin, li_pos, self.p,
                                                 format=self.li_sites_format, types=self.li_sites_types)
             else:
-                self.sites = olivine_li_sites(fr.cell, fr.origin, li_pos, self.p)
+                try:
+                    self.sites = olivine_li_sites(fr.cell, fr.origin, li_pos, self.p)
+                except LiOffSites as exc:  # Li off the ideal sites (a melted cell, a poor model): no hops, said so
+                    self.li_hops_skipped = f"{exc.problem}; Li hops not analysed"
+                    return
             self.tracker = _LiHopTracker(len(self.li))
 
     def add(self, fr: Frame) -> None:
@@ -950,7 +962,7 @@ class PolaronAccumulator:
             bonds, dt, fe_positions=self.fe_ref, cell=self.cell_ref, origin=self.origin_ref, params=self.p,
             li_transitions=self.tracker.transitions() if self.tracker else None, li_sites=self.sites,
             n_li=len(self.li), rdf_samples=self.rdf, temperature_K=temperature_K, label=label,
-            extra=dict(info) | {"n_o": int(len(self.o))} | dict(extra or {}))
+            extra=dict(info) | {"n_o": int(len(self.o)), "li_hops_skipped": self.li_hops_skipped} | dict(extra or {}))
 
 
 def _frames_of(source: Any, format: str | None, types: Any) -> Iterator[Frame]:  # noqa: A002

@@ -198,3 +198,21 @@ def test_two_domain_cell_layer_profile(tmp_path):
     i4 = np.searchsorted(r, 4.0)
     assert g["n_li_around_Fe2"][i4] > g["n_li_around_Fe3"][i4] + 0.5
     assert len(g["g_Li_Fe2"]) == len(r) and g["n_frames"] >= 100
+
+
+def test_li_off_their_sites_skip_the_hops_not_the_analysis():
+    """A cell whose Li left the olivine sites (a melted cell, a poor model): flips and valences are
+    still analysed, the hops are not, and the result says why."""
+    ol = Olivine((1, 2, 2), x=0.5, seed=3, ordering="random")
+    T = 60
+    st = np.full((T, ol.n_fe), 2, dtype=np.int8)
+    st[:, ::2] = 3
+    v = np.random.default_rng(0).normal(size=(len(ol.li), 3))
+    v *= 1.6 / np.linalg.norm(v, axis=1, keepdims=True)
+    li = np.repeat((ol.pos[ol.li] + v)[None], T, axis=0)  # every Li 1.6 Å off its site, in random directions
+    res = pol.analyze_polarons(list(ol.frames(st, noise=0.03, li_positions=li)), DT).results
+    assert res["li_hop_rate_per_li_per_ps"] is None and res["n_li_sites"] is None
+    assert "Li hops not analysed" in res["li_hops_skipped"] and any("Li hops not analysed" in w for w in res["warnings"])
+    assert res["n_fe"] == ol.n_fe and res["flip_rate_per_fe_per_ps"] is not None
+    with pytest.raises(pol.UserError, match="of the Li lie within 1 Å"):  # sites given by the user: still an error
+        pol.olivine_li_sites(ol.cell, np.zeros(3), li[0])
