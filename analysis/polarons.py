@@ -87,7 +87,7 @@ PR_KEYS = ("d_le_4.4_dt_le_0.05", "d_gt_4.4_dt_le_0.05", "d_le_4.4_dt_gt_0.05", 
 class PolaronParams:
     """Every threshold of the analysis (defaults: the published values where published)."""
 
-    fe_o_cutoff_A: float = 3.0  # the 6 nearest O of every Fe must lie within this
+    fe_o_cutoff_A: float = 3.0  # the 6 nearest O of every Fe must lie within this (first frame; later: 1.5x)
     n_oxygen: int = 6  # FeO6 octahedron
     filter_sigma_ps: float = 0.02  # σ of the temporal Gaussian filter (0: none); our default, see module doc
     min_state_ps: float = 0.08  # a valence state must last this long to count
@@ -905,7 +905,10 @@ class PolaronAccumulator:
         elif fr.n_atoms != self.n_atoms:
             raise UserError(f"the number of atoms changes from {self.n_atoms} to {fr.n_atoms} at frame {k}",
                             "analyse a trajectory with a fixed number of atoms")
-        self._pending.append(fe_o_bond_lengths(fr, self.fe, self.o, self.p.fe_o_cutoff_A, self.p.n_oxygen,
+        # the cutoff checks the first frame (a wrong type map has no FeO6); later frames search 1.5 x as
+        # far, so one stretched Fe-O bond in a hot frame is data, not an error
+        cutoff = self.p.fe_o_cutoff_A if k == 0 else 1.5 * self.p.fe_o_cutoff_A
+        self._pending.append(fe_o_bond_lengths(fr, self.fe, self.o, cutoff, self.p.n_oxygen,
                                                frame_index=k).astype(np.float32))
         if self.tracker is not None:
             site, _ = _assign_sites(fr.positions[self.li], self.sites, fr.cell, fr.origin, self.p.li_site_radius_A,

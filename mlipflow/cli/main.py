@@ -46,6 +46,7 @@ SUBCOMMANDS = {
     "analyze": "mlipflow.cli.analyze",
     "status": "mlipflow.cli.status",
     "report": "mlipflow.cli.report",
+    "md": "mlipflow.cli.md",
 }
 #: top-level commands -> module that defines them on ``app`` via ``register(app)``.
 COMMAND_MODULES = ["mlipflow.cli.core_commands"]

@@ -216,3 +216,25 @@ def test_li_off_their_sites_skip_the_hops_not_the_analysis():
     assert res["n_fe"] == ol.n_fe and res["flip_rate_per_fe_per_ps"] is not None
     with pytest.raises(pol.UserError, match="of the Li lie within 1 Å"):  # sites given by the user: still an error
         pol.olivine_li_sites(ol.cell, np.zeros(3), li[0])
+
+
+def test_a_stretched_fe_o_bond_after_the_first_frame_is_data():
+    """The Fe-O cutoff checks the first frame (a wrong type map); a later frame with one O of an Fe
+    beyond it (a hot, poorly described frame) is analysed with a 1.5x wider search."""
+    ol = Olivine((1, 2, 2), x=0.5, seed=3, ordering="random")
+    T = 40
+    st = np.full((T, ol.n_fe), 2, dtype=np.int8)
+    frames = list(ol.frames(st, noise=0.01))
+    o_idx = np.flatnonzero(np.asarray(frames[0].symbols) == "O")
+    for fe in ol.fe:  # an Fe whose octahedron does not cross the cell boundary
+        fe0 = frames[0].positions[fe]
+        d = np.linalg.norm(frames[0].positions[o_idx] - fe0, axis=1)
+        if np.sort(d)[5] < 2.4:
+            break
+    o = o_idx[np.argmin(d)]
+    frames[20].positions[o] = fe0 + (frames[20].positions[o] - fe0) * (3.3 / d.min())  # that bond: 3.3 Å > 3.0
+    res = pol.analyze_polarons(frames, DT).results
+    assert res["n_frames"] == T and res["n_fe"] == ol.n_fe
+    frames[0].positions[o] = frames[20].positions[o]  # the same in the first frame: refused
+    with pytest.raises(pol.UserError, match="fewer than 6 O within 3.0"):
+        pol.analyze_polarons(frames, DT)
