@@ -340,8 +340,10 @@ def _section_lfp(summary: dict, types: dict[str, list[dict]]) -> list[str]:
                     rows.append([group, r.get("label"), r.get("stage"), "", Raw("<span class='bad'>failed</span>"),
                                  "", "", ""])
                     continue
+                hops = r.get("hop_rate_per_ps") is not None  # None: hops not analysed (li_hops off or skipped)
                 rows.append([group, r.get("label"), r.get("stage"), fmt(r.get("temperature_K")), fmt(r.get("n_flips")),
-                             fmt(r.get("flip_rate_per_ps")), fmt(r.get("n_hops")), fmt(r.get("hop_rate_per_ps"))])
+                             fmt(r.get("flip_rate_per_ps")), fmt(r.get("n_hops")) if hops else "–",
+                             fmt(r.get("hop_rate_per_ps"))])
                 if r.get("preference_ratio"):
                     prs.append((f"{r.get('label')} {r.get('stage')}", r["preference_ratio"]))
                 if group == "interface" and r.get("layer_fe3_fraction"):
