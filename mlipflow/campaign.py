@@ -42,16 +42,25 @@ class CampaignFile(BaseModel):
     categories: dict[str, str] | None = Field(None, description="Kind of job ('cpu', 'gpu', 'light') -> worker category for this campaign (default: settings.categories).")
 
 
-def load_campaign(path: str | Path) -> CampaignFile:
+def read_yaml_mapping(path: str | Path, what: str, missing_fix: str, keys: str, keys_fix: str) -> dict:
+    """A YAML file holding a mapping, or a UserError: missing file, bad YAML, not a mapping
+    (``what``: e.g. "campaign file"; ``keys``: what the mapping holds, e.g. "with keys name, flow")."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"campaign file {path} does not exist", "give the path of a campaign YAML (see examples/)")
+        raise UserError(f"{what} {path} does not exist", missing_fix)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise UserError(f"{path} is not valid YAML: {exc}", "fix the YAML syntax") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path} must be a mapping with keys name, flow, parameters", "see examples/*.yaml")
+        raise UserError(f"{path} must be a mapping {keys}", keys_fix)
+    return data
+
+
+def load_campaign(path: str | Path) -> CampaignFile:
+    path = Path(path)
+    data = read_yaml_mapping(path, "campaign file", "give the path of a campaign YAML (see examples/)",
+                             "with keys name, flow, parameters", "see examples/*.yaml")
     try:
         return CampaignFile(**data)
     except ValidationError as exc:

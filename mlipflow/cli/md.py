@@ -37,20 +37,13 @@ def _potential(spec: str):
 
 
 def _protocol(path: Path):
-    import yaml
+    from pydantic import ValidationError
 
+    from mlipflow.campaign import read_yaml_mapping
     from mlipflow.engines.protocols import build_protocol
 
-    if not path.is_file():
-        raise UserError(f"protocol file {path} does not exist", "give a YAML file with an MDProtocol (see docs/production.md)")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path} is not valid YAML: {exc}", "fix the YAML syntax") from None
-    if not isinstance(spec, dict):
-        raise UserError(f"{path} must be a mapping (an MDProtocol's fields or builder: NAME)",
-                        "e.g. {builder: lfp_ordering, ps: 2, ensemble: nvt}")
-    from pydantic import ValidationError
+    spec = read_yaml_mapping(path, "protocol file", "give a YAML file with an MDProtocol (see docs/production.md)",
+                             "(an MDProtocol's fields or builder: NAME)", "e.g. {builder: lfp_ordering, ps: 2, ensemble: nvt}")
 
     try:
         return build_protocol(spec)
