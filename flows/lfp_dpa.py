@@ -200,6 +200,7 @@ def summarize_lfp_dpa(labeling: LfpLabelingDoc | dict, potential: PotentialDoc |
                       analyses: dict[str, list], config: dict, campaign: str | None = None) -> CampaignDoc:
     """The campaign document: labels and sampling, fine-tuning errors (and the base's, zero-shot),
     validation rates, the MD stage's rates and Arrhenius fits."""
+    from mlipflow.engines.repository import load_dataset
     from mlipflow.flows.lfp_md import lfp_md_summary
     from mlipflow.makers.active_learning import split_errors
 
@@ -214,9 +215,9 @@ def summarize_lfp_dpa(labeling: LfpLabelingDoc | dict, potential: PotentialDoc |
         base_metrics = split_errors(base_doc.ref, DatasetRef.coerce(lab.dataset))
     plots = dict(pot.plots) | (val.plots if val else {})
     md = lfp_md_summary(analyses, pot.ref).model_dump(mode="json") if analyses else {}
+    ds, _ = load_dataset(lab.dataset.name, lab.dataset.version, with_frames=False)
     out = LfpDpaSummary(
-        labeler=lab.labeler, dataset=lab.dataset,
-        n_train_frames=None, n_test_frames=None,
+        labeler=lab.labeler, dataset=lab.dataset, n_train_frames=len(ds.train_ids), n_test_frames=len(ds.test_ids),
         labeling={k: getattr(lab, k) for k in ("n_relaxations", "n_relaxations_ok", "n_relaxations_converged",
                                                "n_relax_frames", "n_aimd_runs", "n_aimd_frames", "n_sampled_relax",
                                                "n_sampled_aimd")} | {"n_failures": len(lab.failures)},
@@ -225,10 +226,6 @@ def summarize_lfp_dpa(labeling: LfpLabelingDoc | dict, potential: PotentialDoc |
         base_test_metrics=base_metrics, final_potential=pot.ref, train_metrics=pot.train_metrics,
         test_metrics=pot.test_metrics, validation=val.rates if val else [], gmm=val.gmm if val else {}, md=md,
         plots=plots)
-    from mlipflow.engines.repository import load_dataset
-
-    ds, _ = load_dataset(lab.dataset.name, lab.dataset.version, with_frames=False)
-    out.n_train_frames, out.n_test_frames = len(ds.train_ids), len(ds.test_ids)
     return CampaignDoc(name=campaign or "lixfepo4", campaign=campaign, status="completed", config=config,
                        summary=out.model_dump(mode="json"), input_hash=content_hash("lfp-dpa", config))
 
