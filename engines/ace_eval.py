@@ -201,8 +201,10 @@ def evaluate_calculator(calc, atoms_list: Sequence, energies, forces, kind: str 
     """Evaluate ``calc`` on structures with reference total energies (eV) and forces."""
     from tqdm.auto import tqdm
 
+    from mlipflow.output import progress_enabled
+
     e_ref, e_pred, f_ref, f_pred = [], [], [], []
-    for at, e, f in tqdm(list(zip(atoms_list, energies, forces)), desc="evaluate", disable=not progress,
+    for at, e, f in tqdm(list(zip(atoms_list, energies, forces)), desc="evaluate", disable=not progress_enabled(progress),
                          leave=False):
         a = at.copy()
         a.calc = calc

@@ -191,9 +191,9 @@ def set_target_temperature(dyn, temperature_K: float) -> None:
 
 
 def _init_velocities(atoms: Atoms, temperature_K: float, rng: np.random.Generator) -> None:
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)  # what MaxwellBoltzmannDistribution calls
     Stationary(atoms)
 
 
@@ -222,6 +222,8 @@ def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocitie
     zero at a continuation (the velocities carry the temperature).
     """
     from tqdm.auto import tqdm
+
+    from mlipflow.output import progress_enabled
 
     atoms = atoms.copy()
     atoms.calc = calculator
@@ -274,7 +276,7 @@ def run_ase_md(atoms: Atoms, calculator, protocol: MDProtocol, *, init_velocitie
     if state is None and init_velocities and stages[0].ensemble != "min":
         _init_velocities(atoms, stages[0].t_start, rng)
     total = protocol.total_steps
-    bar = tqdm(total=total, initial=resumed_at or 0, desc=f"md {protocol.name}", disable=not progress, leave=False,
+    bar = tqdm(total=total, initial=resumed_at or 0, desc=f"md {protocol.name}", disable=not progress_enabled(progress), leave=False,
                unit="step")
     t_wall = time.time()
     step = resumed_at or 0

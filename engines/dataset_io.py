@@ -234,6 +234,87 @@ def import_pacemaker(path: str | Path, labeler: str = "import:pacemaker") -> lis
     return out
 
 
+#: What `mlipflow generate` writes beside the structures (generation/writers.py): not structures.
+GENERATOR_SUMMARIES = ("summary.json", "summary.csv")
+
+
+def expand_inputs(items: Sequence[str | Path], keep_dirs: bool = False, skipped: list | None = None) -> list[Path]:
+    """Files named by ``items`` as users give them: paths, directories (the files inside, sorted)
+    and glob patterns (quoted, so the shell did not expand them); the generator's summary files and
+    hidden files are skipped (and appended to ``skipped`` when given). ``keep_dirs``: a VASP run
+    directory stays itself."""
+    import glob
+
+    out: list[Path] = []
+    for item in items:
+        text = str(item)
+        if not Path(text).exists() and any(c in text for c in "*?["):
+            hits = sorted(glob.glob(text, recursive=True))
+            if not hits:
+                raise UserError(f"no file matches {text!r}", "check the pattern (quote it to let mlipflow expand it)")
+            out += [Path(h) for h in hits]
+            continue
+        p = Path(text)
+        if not p.exists():
+            raise UserError(f"{p} does not exist", "check the path")
+        if p.is_dir() and not (keep_dirs and _is_vasp_dir(p)):
+            out += sorted(f for f in p.iterdir() if f.is_file())
+        else:
+            out.append(p)
+    drop = [p for p in out if p.name in GENERATOR_SUMMARIES or p.name.startswith(".")]
+    if skipped is not None:
+        skipped += drop
+    return [p for p in out if p not in drop]
+
+
+def _is_vasp_dir(p: Path) -> bool:
+    return any(p.glob("vasprun*.xml*")) or any(p.glob("OUTCAR*"))
+
+
+def read_pool(items: Sequence[str]) -> tuple[list, list[str]]:
+    """Frames to choose from, as ASE ``Atoms`` (labels kept as single-point results) with their
+    origins: files (extxyz/xyz/traj or any format ASE reads, pacemaker pickles, vasprun.xml/OUTCAR),
+    directories, glob patterns, or stored dataset versions ``NAME[:VERSION]``."""
+    from mlipflow.engines.repository import list_datasets, load_dataset
+
+    atoms, origins = [], []
+    names = None
+    for item in items:
+        text = str(item)
+        if not Path(text).exists() and not any(c in text for c in "*?["):
+            names = names if names is not None else {d.name for d in list_datasets()}
+            name, sep, ver = text.rpartition(":")
+            if not sep or not ver.isdigit():
+                name, ver = text, ""
+            if name not in names:
+                raise UserError(f"{text!r} is neither a file nor a stored dataset",
+                                "give structure files, a directory, a quoted glob, or a dataset NAME[:VERSION] "
+                                "(mlipflow dataset list)")
+            doc, frames = load_dataset(name, int(ver) if ver else None)
+            atoms += frames_to_atoms(frames)
+            origins += [f"{doc.name}:{doc.version}#{k}" for k in range(len(frames))]
+            continue
+        for p in expand_inputs([text], keep_dirs=True):
+            low = p.name.lower()
+            if low.endswith((".pkl", ".pkl.gz", ".pckl.gzip", ".pkl.gzip")) or p.is_dir() or "vasprun" in low \
+                    or "outcar" in low:
+                got = frames_to_atoms(import_files([p]))
+            else:
+                from ase.io import read
+
+                try:
+                    got = read(str(p), index=":")
+                except Exception as exc:  # noqa: BLE001 - any reader error is bad input
+                    raise UserError(f"cannot read frames from {p} ({type(exc).__name__}: {exc})",
+                                    "give extxyz/xyz, .traj, a pacemaker pickle, vasprun.xml/OUTCAR or any "
+                                    "format ASE reads") from None
+            atoms += got
+            origins += [f"{p.name}#{k}" for k in range(len(got))]
+    if not atoms:
+        raise UserError("the pool has no frames", "give files or datasets with at least one frame")
+    return atoms, origins
+
+
 def import_files(paths: Sequence[str | Path]) -> list[LabeledFrame]:
     """Import by file type: ``*.pkl``/``*.pkl.gz`` (pacemaker), ``*.xyz``/``*.extxyz``,
     ``vasprun*.xml``/``OUTCAR*`` or a VASP run directory."""

@@ -667,6 +667,8 @@ def run_dp_train(config: dict[str, Any], workdir: str | Path, *, finetune: str |
     (``status="failed"``, lcurve and log kept) when DeePMD-kit fails or the loss turns NaN."""
     from tqdm.auto import tqdm
 
+    from mlipflow.output import progress_enabled
+
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     doc = doc or DPTrainingDoc()
@@ -690,7 +692,7 @@ def run_dp_train(config: dict[str, Any], workdir: str | Path, *, finetune: str |
     env = {**os.environ, **thread_env(threads)}
     log.info("dp train in %s: %d steps%s", workdir, numb_steps,
              f", fine-tuning {Path(finetune).name}" + (f" branch {model_branch}" if model_branch else "") if finetune else "")
-    bar = tqdm(total=numb_steps, desc="dp train", disable=not progress, leave=False, unit="step")
+    bar = tqdm(total=numb_steps, desc="dp train", disable=not progress_enabled(progress), leave=False, unit="step")
     lines: list[str] = []
     t0 = time.time()
     try:

@@ -49,7 +49,9 @@ ISOLATED_ATOM_BOX = 15.0
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool):
-    if not enabled:
+    from mlipflow.output import progress_enabled
+
+    if not progress_enabled(enabled):
         return iterable
     from tqdm.auto import tqdm
 
@@ -250,8 +252,11 @@ class ASELabeler(Labeler):
                 from mlipflow.settings import get_settings
 
                 sys.modules["torch"].set_num_threads(get_settings().threads)
+            from mlipflow.output import third_party_prints
+
             try:
-                self._calc = cls(**kwargs)
+                with third_party_prints():  # CHGNet prints its banner ("CHGNet v0.3.0 initialized ...")
+                    self._calc = cls(**kwargs)
             except ImportError as exc:
                 raise MissingDependencyError(self.calculator_path, f"pip install {self.calculator_path.split('.')[0]}") from exc
         return self._calc

@@ -330,6 +330,8 @@ def run_lammps(deck: str, workdir: str | Path, cmd: str | None = None, elements:
     """
     from tqdm.auto import tqdm
 
+    from mlipflow.output import progress_enabled
+
     wd = Path(workdir).resolve()
     wd.mkdir(parents=True, exist_ok=True)
     for name, src in (files or {}).items():
@@ -345,7 +347,7 @@ def run_lammps(deck: str, workdir: str | Path, cmd: str | None = None, elements:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     t0 = time.time()
     total = protocol.total_steps if protocol else None
-    bar = tqdm(total=total, desc="lammps", disable=not progress or not total, leave=False, unit="step")
+    bar = tqdm(total=total, desc="lammps", disable=not progress_enabled(progress) or not total, leave=False, unit="step")
     try:
         proc = subprocess.Popen(argv, cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     except FileNotFoundError as exc:

@@ -299,8 +299,10 @@ def _run_streamed(cmd: list[str], cwd: Path, log_path: Path, progress: bool, tot
     """Run ``cmd`` in ``cwd``, append its output to ``log_path``, show a progress bar."""
     from tqdm.auto import tqdm
 
+    from mlipflow.output import progress_enabled
+
     env = {**os.environ, **THREAD_ENV}
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False, unit="it")
+    bar = tqdm(total=total, desc=desc, disable=not progress_enabled(progress), leave=False, unit="it")
     lines: list[str] = []
     try:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

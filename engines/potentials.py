@@ -243,9 +243,10 @@ def ref_from_path(path: str | Path, active_set: str | Path | None = None) -> Pot
     matches = sorted(((len(suf), kname) for kname in POTENTIAL_KINDS.names() for suf in kind_of(kname).suffixes
                       if name.endswith(suf)), reverse=True)
     for _, kname in matches[:1]:
-        paths = {kind_of(kname).main_role: str(p)}
+        # absolute: jobs run in their own directories
+        paths = {kind_of(kname).main_role: str(p.resolve())}
         if active_set:
-            paths["active_set"] = str(active_set)
+            paths["active_set"] = str(Path(active_set).resolve())
         return PotentialRef(kind=kname, name=p.name, paths=paths)
     suffixes = sorted({s for k in POTENTIAL_KINDS.names() for s in kind_of(k).suffixes})
     raise UserError(f"unknown potential type {p.name}", f"give a potential file ending in one of {', '.join(suffixes)}")

@@ -193,6 +193,8 @@ def load_frames(frame_ids: Sequence[str] | None = None, criteria: dict | None = 
 def _split(frames: list[LabeledFrame], method: str, test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
     rng = np.random.default_rng(seed)
     ids = [f.frame_id for f in frames]
+    if method == "test":  # a test-only dataset (e.g. a campaign's fixed test set)
+        return [], ids
     if not 0 <= test_fraction < 1:
         raise UserError(f"test_fraction must be in [0, 1) (got {test_fraction})", "use e.g. 0.1")
     if method == "random":
@@ -214,7 +216,7 @@ def _split(frames: list[LabeledFrame], method: str, test_fraction: float, seed: 
                 break
             test.update(groups[names[i]])
     else:
-        raise UserError(f"unknown split {method!r}", "use 'random' or 'composition'")
+        raise UserError(f"unknown split {method!r}", "use 'random', 'composition' or 'test' (all frames test)")
     return [i for i in ids if i not in test], [i for i in ids if i in test]
 
 

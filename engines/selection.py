@@ -134,12 +134,19 @@ def select_maxvol(candidates: Sequence[Atoms], potential_yaml: str, active_set_a
                   max_structures: int = 500, gamma_tolerance: float = 1.01,
                   force_include: Sequence[int] = (), force_reason: str = "forced: final quenched structure",
                   maxvol_iters: int = 300, batch_size_option: str | int = "auto",
-                  min_contact: float | None = None) -> SelectionResult:
+                  min_contact: float | None = None, gamma_cap: float | None = None,
+                  fill_to: int | None = None) -> SelectionResult:
     """Choose up to ``max_structures`` candidates by D-optimality relative to the active set.
 
     ``force_include``: candidate indices added regardless (counted against ``max_structures``
     only after the MaxVol choices; they are never dropped for it). ``min_contact``: candidates
     whose :func:`closest_contact` is below it never enter MaxVol (collapsed geometries).
+    ``gamma_cap``: candidates extrapolating beyond it never enter MaxVol (they sit where no
+    potential of this basis is meaningful, and the reference often cannot label them either).
+    ``fill_to``: one MaxVol pass picks only the few frames that enlarge the active-set volume
+    (a handful per element's basis size); with ``fill_to`` the pass is repeated on the frames not
+    yet chosen, each round a D-optimal set against the *same* active set, until this many frames
+    (at most ``max_structures``) are chosen or no extrapolative frame is left.
     """
     import pandas as pd
 
@@ -158,8 +165,13 @@ def select_maxvol(candidates: Sequence[Atoms], potential_yaml: str, active_set_a
     contact = {}
     if min_contact:
         contact = {i: c for i, c in ((i, closest_contact(a)) for i, a in enumerate(candidates)) if c[0] < min_contact}
-    pool = [i for i in range(len(candidates)) if float(gamma[i]) > gamma_tolerance and i not in contact]
-    if pool and max_structures > 0:
+    capped = {i for i in range(len(candidates)) if gamma_cap is not None and float(gamma[i]) > gamma_cap
+              and i not in contact}
+    pool = [i for i in range(len(candidates))
+            if float(gamma[i]) > gamma_tolerance and i not in contact and i not in capped]
+    round_of: dict[int, int] = {}
+    target = min(max_structures, fill_to) if fill_to else max_structures
+    while pool and max_structures > 0:
         select_structures_maxvol = _import_aceselect()
         df = pd.DataFrame({"ase_atoms": [candidates[i] for i in pool]}, index=pool)
         # copy: compute_active_set stacks onto the arrays of this dict in place
@@ -168,7 +180,16 @@ def select_maxvol(candidates: Sequence[Atoms], potential_yaml: str, active_set_a
                                           batch_size_option=batch_size_option,
                                           gamma_tolerance=gamma_tolerance, max_structures=-1,
                                           maxvol_iters=maxvol_iters)
-        ranked = [int(i) for i in df_sel.index]
+        new = [int(i) for i in df_sel.index if int(i) not in round_of]
+        if not new:
+            break
+        rnd = 1 + max(round_of.values(), default=0)
+        for i in new:
+            round_of[i] = rnd
+        ranked.extend(new)
+        if not fill_to or len(ranked) >= target:
+            break
+        pool = [i for i in pool if i not in round_of]
     chosen = ranked[:max_structures]
     chosen_set = set(chosen)
     forced = [int(i) for i in force_include if int(i) not in chosen_set and int(i) not in contact]
@@ -178,7 +199,8 @@ def select_maxvol(candidates: Sequence[Atoms], potential_yaml: str, active_set_a
         info = at.info
         g = float(gamma[i])
         if i in chosen_set:
-            sel, reason = True, (f"selected: MaxVol (D-optimality) rank {rank_of[i] + 1} of {len(ranked)}; "
+            rnd = f" (round {round_of[i]})" if fill_to else ""
+            sel, reason = True, (f"selected: MaxVol (D-optimality){rnd} rank {rank_of[i] + 1} of {len(ranked)}; "
                                  f"its environments enlarge the active-set volume (max γ {g:.3g})")
         elif i in forced:
             sel, reason = True, f"{force_reason} (max γ {g:.3g})"
@@ -186,6 +208,9 @@ def select_maxvol(candidates: Sequence[Atoms], potential_yaml: str, active_set_a
             ratio, pair, dist = contact[i]
             sel, reason = False, (f"not selected: collapsed geometry, {pair} at {dist:.2f} Å = {ratio:.2f} of the "
                                   f"covalent-radii sum (< min_contact {min_contact})")
+        elif i in capped:
+            sel, reason = False, (f"not selected: max γ {g:.3g} above gamma_cap {gamma_cap} (extrapolating too far "
+                                  "to be a useful label)")
         elif i in rank_of:
             sel, reason = False, (f"not selected: MaxVol rank {rank_of[i] + 1} beyond max_structures="
                                   f"{max_structures}")

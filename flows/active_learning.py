@@ -26,11 +26,13 @@ from jobflow import Flow, Maker, Response, job
 from mlipflow.errors import UserError, parse_parameters
 from mlipflow.makers.ace import AceFitMaker, MaxVolSelector, fit_settings
 from mlipflow.makers.active_learning import (
+    FixedTestSetMaker,
     InitialDatasetMaker,
     InitialStructuresMaker,
     SelectLabelMaker,
     StabilityMaker,
     exploration_protocol,
+    fixed_set_errors,
     generate_cells,
     split_errors,
 )
@@ -41,6 +43,7 @@ from mlipflow.schemas import (
     CampaignDoc,
     DatasetDoc,
     DatasetRef,
+    FixedTestSetComparison,
     IterationSummary,
     MDRunDoc,
     PotentialDoc,
@@ -76,7 +79,7 @@ class ActiveLearningIterationMaker(Maker):
 
     @job
     def make(self, iteration: int, potential: PotentialRef, dataset: DatasetRef, history: list,
-             campaign: str | None = None):
+             campaign: str | None = None, fixed_test: DatasetRef | None = None):
         """Replace this job with iteration ``iteration``'s sub-flow."""
         potential = PotentialRef.coerce(potential)
         log.info("active learning: iteration %d with potential %s", iteration, potential.label)
@@ -92,7 +95,7 @@ class ActiveLearningIterationMaker(Maker):
             [j.output for j in explores], potential, dataset, iteration, campaign=campaign)
         fit = replace(self.fit_maker, name=f"fit_{iteration}").make(
             sel.output.dataset, warm_start=potential, campaign=campaign)
-        dec = decide(self, iteration, sel.output, fit.output, history, campaign)
+        dec = decide(self, iteration, sel.output, fit.output, history, campaign, fixed_test)
         dec.name = f"decide_{iteration}"
         return replace_with([*explores, sel, fit, dec], dec.output, name=f"iteration_{iteration}")
 
@@ -116,8 +119,10 @@ def stop_rule(doc: ALIterationDoc, loop: LoopConfig, gamma_lo: float) -> tuple[S
 
 @job
 def decide(maker: ActiveLearningIterationMaker, iteration: int, selection: ALIterationDoc | dict,
-           fitted: PotentialDoc | dict, history: list, campaign: str | None = None):
-    """Record the iteration and continue with the next one unless a stopping rule holds."""
+           fitted: PotentialDoc | dict, history: list, campaign: str | None = None,
+           fixed_test: DatasetRef | None = None):
+    """Record the iteration (with the new potential's errors on the fixed test set) and continue
+    with the next one unless a stopping rule holds."""
     doc = _model(ALIterationDoc, selection)
     pot = _model(PotentialDoc, fitted)
     doc.new_potential = PotentialRef.coerce(pot)
@@ -129,7 +134,8 @@ def decide(maker: ActiveLearningIterationMaker, iteration: int, selection: ALIte
         n_runs=doc.n_runs, n_terminated=len(doc.terminated_runs), n_candidates=doc.n_candidates,
         n_selected=doc.n_selected, n_labeled=doc.n_labeled, n_label_failed=doc.n_label_failed,
         uncertainty_max=doc.gamma_stats.max, trust_ratios=doc.trust_ratios, test=doc.test_metrics,
-        previous_test=doc.previous_test_metrics))
+        previous_test=doc.previous_test_metrics, fixed_test=fixed_set_errors(doc.new_potential, fixed_test),
+        t_melt=maker.explore_maker.protocol.max_temperature))
     doc.history = rows
     doc.stop_reason, doc.stop_message = stop_rule(doc, maker.loop, maker.select_label_maker.gamma_lo)
     doc.campaign = campaign
@@ -137,13 +143,15 @@ def decide(maker: ActiveLearningIterationMaker, iteration: int, selection: ALIte
         log.info("active learning stops after iteration %d: %s", iteration, doc.stop_message)
         return doc
     nxt = replace(maker, name=f"iteration_{iteration + 1}").make(
-        iteration + 1, doc.new_potential, doc.dataset, [r.model_dump(mode="json") for r in rows], campaign)
+        iteration + 1, doc.new_potential, doc.dataset, [r.model_dump(mode="json") for r in rows], campaign,
+        fixed_test)
     return Response(output=doc, replace=assign_needs(nxt))
 
 
 @job
 def summarize(config: dict, first: PotentialDoc | dict, loop_result: Any, stability: list,
-              initial_dataset: DatasetDoc | dict, campaign: str | None = None) -> CampaignDoc:
+              initial_dataset: DatasetDoc | dict, campaign: str | None = None,
+              fixed_test: DatasetRef | None = None) -> CampaignDoc:
     """Campaign document: iterations, labels, errors, uncertainty, stability; plots of the loop."""
     from mlipflow import cache
     from mlipflow.settings import get_settings
@@ -160,6 +168,10 @@ def summarize(config: dict, first: PotentialDoc | dict, loop_result: Any, stabil
         initial_frames=len(init.frame_ids), al_labels=sum(h.n_labeled for h in history),
         first_potential=first_ref, final_potential=final_ref, first_test=first.test_metrics,
         final_test=history[-1].test if history else first.test_metrics, history=history)
+    if fixed_test is not None:
+        fixed = DatasetRef.coerce(fixed_test)
+        summary.fixed_test_set = FixedTestSetComparison(
+            dataset=fixed, first=fixed_set_errors(first_ref, fixed), final=fixed_set_errors(final_ref, fixed))
     # first vs final potential on the same test sets: the initial one (high-T MD frames) and the
     # final one (plus the frames active learning added), read from the store
     if history:
@@ -222,6 +234,7 @@ class ActiveLearningMaker(Maker):
     fit_maker: Maker = field(default_factory=AceFitMaker)
     iteration_maker: ActiveLearningIterationMaker = field(default_factory=ActiveLearningIterationMaker)
     stability_maker: StabilityMaker | None = field(default_factory=StabilityMaker)
+    test_set_maker: FixedTestSetMaker | None = field(default_factory=FixedTestSetMaker)
     config: dict[str, Any] = field(default_factory=dict)
 
     def make(self, campaign: str | None = None) -> Flow:
@@ -229,11 +242,16 @@ class ActiveLearningMaker(Maker):
         init = self.initial_dataset_maker.make(gen.output, campaign)
         fit0 = replace(self.fit_maker, name="fit_0").make(init.output, campaign=campaign)
         jobs = [gen, init, fit0]
+        fixed_ref = None
+        if self.test_set_maker is not None:
+            fixed = self.test_set_maker.make(init.output.reference_energies, campaign)
+            jobs.append(fixed)
+            fixed_ref = fixed.output.ref
         loop_output = None
         final_ref = fit0.output.ref
         if self.iteration_maker.loop.max_iterations > 0:
             loop = replace(self.iteration_maker, name="iteration_1").make(
-                1, fit0.output.ref, init.output.ref, [], campaign)
+                1, fit0.output.ref, init.output.ref, [], campaign, fixed_ref)
             jobs.append(loop)
             loop_output = loop.output
             final_ref = loop.output.new_potential
@@ -246,7 +264,7 @@ class ActiveLearningMaker(Maker):
                 s1 = replace(self.stability_maker, name="stability_final").make(final_ref, "final", campaign)
                 jobs.append(s1)
                 stability.append(s1.output)
-        summ = summarize(self.config, fit0.output, loop_output, stability, init.output, campaign)
+        summ = summarize(self.config, fit0.output, loop_output, stability, init.output, campaign, fixed_ref)
         summ.name = "summarize"
         jobs.append(summ)
         return assign_needs(Flow(jobs, output=summ.output, name=f"{campaign}:{self.name}"))
@@ -268,6 +286,9 @@ class ActiveLearningMaker(Maker):
                 explore_maker=explore, select_label_maker=select, fit_maker=fit, loop=cfg.loop),
             stability_maker=(StabilityMaker(stability=cfg.stability, structures=cfg.structures)
                              if cfg.stability.enabled else None),
+            test_set_maker=(FixedTestSetMaker(labeler=cfg.labeler, structures=cfg.structures, test_set=cfg.test_set,
+                                              dataset_name=f"{cfg.dataset_name or campaign or 'dataset'}-fixed-test")
+                            if cfg.test_set.enabled else None),
             config=cfg.model_dump(mode="json"),
         )
 
@@ -276,7 +297,8 @@ def _ace_makers(cfg: ActiveLearningConfig):
     """ACE: pacemaker fits, MaxVol D-optimality against the active set."""
     return AceFitMaker(settings=fit_settings(cfg.fit)), MaxVolSelector(
         max_structures=cfg.select.max_structures, gamma_tolerance=cfg.select.gamma_tolerance,
-        add_final=cfg.select.add_final_structures, min_contact=cfg.select.min_contact)
+        add_final=cfg.select.add_final_structures, min_contact=cfg.select.min_contact,
+        gamma_cap=cfg.select.gamma_cap, fill_to=cfg.select.fill_to)
 
 
 def _dp_makers(cfg: ActiveLearningConfig):

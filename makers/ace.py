@@ -129,6 +129,10 @@ class MaxVolSelector:
     #: frames whose closest pair is below this fraction of the covalent-radii sum are not candidates
     #: (collapsed geometries of a runaway exploration; the reference cannot label them). None: keep all.
     min_contact: float | None = 0.5
+    #: candidates with max γ above this never enter MaxVol (None: no cap)
+    gamma_cap: float | None = None
+    #: repeat MaxVol on the frames not yet chosen until this many are chosen (None: one pass)
+    fill_to: int | None = None
 
     def select(self, runs: Sequence[MDRunDoc | dict], potential: PotentialRef | PotentialDoc | dict) -> dict[str, Any]:
         """Pool the candidates of ``runs`` and choose up to ``max_structures`` (pure: no jobflow).
@@ -136,14 +140,8 @@ class MaxVolSelector:
         Returns ``selected`` (pymatgen Structure dicts), ``selected_indices``, ``records`` (one
         CandidateRecord per candidate), ``n_candidates``, ``n_selected``, ``gamma_stats``,
         ``terminated_runs`` and ``time_s``."""
-        from pymatgen.io.ase import AseAtomsAdaptor
-
         from mlipflow.engines.ase_md import frames_from_dict
-        from mlipflow.engines.potentials import materialize
-        from mlipflow.engines.selection import select_maxvol
 
-        pot = materialize(potential)
-        pot.kind.require_uncertainty(pot.files)
         candidates, terminated = [], []
         for run in runs:
             d = MDRunDoc.model_validate(_plain(run)) if not isinstance(run, MDRunDoc) else run
@@ -153,10 +151,24 @@ class MaxVolSelector:
                 if fr.info.get("reason", "gamma") in self.candidate_reasons:
                     fr.info.setdefault("run", d.run_id or "")
                     candidates.append(fr)
+        return {**self.select_frames(candidates, potential), "terminated_runs": terminated}
+
+    def select_frames(self, candidates: Sequence, potential: PotentialRef | PotentialDoc | dict) -> dict[str, Any]:
+        """Choose from a pool of ASE frames (exploration candidates or any labelled pool): the keys
+        of :meth:`select` without ``terminated_runs``."""
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        from mlipflow.engines.potentials import materialize
+        from mlipflow.engines.selection import select_maxvol
+
+        pot = materialize(potential)
+        pot.kind.require_uncertainty(pot.files)
+        candidates = list(candidates)
         forced = [i for i, f in enumerate(candidates) if self.add_final and f.info.get("reason") == "final"]
         sel = select_maxvol(candidates, str(pot.path("model")), str(pot.path("active_set")),
                             max_structures=self.max_structures, gamma_tolerance=self.gamma_tolerance,
-                            force_include=forced, min_contact=self.min_contact)
+                            force_include=forced, min_contact=self.min_contact, gamma_cap=self.gamma_cap,
+                            fill_to=self.fill_to)
         return {
             "selected": [AseAtomsAdaptor.get_structure(candidates[i]).as_dict() for i in sel.selected_indices],
             "selected_indices": sel.selected_indices,
@@ -165,7 +177,6 @@ class MaxVolSelector:
             "n_rejected_geometry": len(sel.collapsed_indices),
             "n_selected": sel.n_selected,
             "gamma_stats": sel.gamma_stats(),
-            "terminated_runs": terminated,
             "time_s": sel.time_s,
         }
 

@@ -32,12 +32,19 @@ from mlipflow.schemas import (
     MDRunDoc,
     MDStage,
     PotentialRef,
+    SelectionDoc,
     StructureSetDoc,
     TrustRatios,
     UncertaintyStats,
     content_hash,
 )
-from mlipflow.schemas.active_learning import AIMDConfig, ExploreConfig, StabilityConfig, StructuresConfig
+from mlipflow.schemas.active_learning import (
+    AIMDConfig,
+    ExploreConfig,
+    FixedTestSetConfig,
+    StabilityConfig,
+    StructuresConfig,
+)
 
 log = logging.getLogger("mlipflow.al")
 
@@ -176,6 +183,49 @@ class InitialDatasetMaker(Maker):
         return replace_with([*runs, *atoms.values(), gather], gather.output, name="initial_dataset")
 
 
+@dataclass
+class FixedTestSetMaker(Maker):
+    """The campaign's fixed independent test set: fresh cells (seed apart from the training cells)
+    run with the reference labeler at each temperature, one reference job per (cell, temperature),
+    gathered into a test-only dataset version with the initial dataset's reference energies."""
+
+    need: ClassVar[str] = "light"
+    name: str = "fixed_test_set"
+    labeler: str = "chgnet"
+    structures: StructuresConfig = field(default_factory=StructuresConfig)
+    test_set: FixedTestSetConfig = field(default_factory=FixedTestSetConfig)
+    dataset_name: str = "dataset-fixed-test"
+
+    @job
+    def make(self, reference_energies: dict[str, float] | None, campaign: str | None = None):
+        from mlipflow.makers.labeling import reference_job
+        from mlipflow.workers import replace_with
+
+        cfg = self.test_set
+        cells = generate_cells(self.structures, seed=self.structures.seed + cfg.seed_offset, n_structures=cfg.structures)
+        runs = []
+        for k, (st, info) in enumerate(cells):
+            for j, temperature in enumerate(cfg.temperatures):
+                runs.append(reference_job(self.labeler, "md", st, name=f"test_md_{k}_{int(temperature)}",
+                                          source="fixed-test",
+                                          metadata={"composition": info.get("label"), "temperature": temperature},
+                                          temperature=temperature, steps=cfg.steps, timestep_fs=cfg.timestep_fs,
+                                          every=cfg.every, seed=cfg.seed_offset + 100 * k + j))
+        gather = gather_dataset(self.dataset_name, [r.output for r in runs], reference_energies or {},
+                                split="test", campaign=campaign)
+        gather.name = "gather_fixed_test_set"
+        return replace_with([*runs, gather], gather.output, name="fixed_test_set")
+
+
+def fixed_set_errors(potential: PotentialRef, dataset: DatasetRef | None):
+    """A potential's errors on the fixed test set (None without one)."""
+    from mlipflow.schemas import FixedSetErrors
+
+    if dataset is None:
+        return None
+    return FixedSetErrors.of(split_errors(potential, DatasetRef.coerce(dataset)))
+
+
 @job
 def gather_dataset(name: str, outputs: list, reference_energies: dict[str, float],
                    reference_outputs: dict[str, Any] | None = None, parent: DatasetRef | None = None,
@@ -293,6 +343,46 @@ class StabilityMaker(Maker):
         return doc
 
 
+@dataclass
+class PoolSelectMaker(Maker):
+    """Pool-based selection as a job (``mlipflow potential select``): read a pool of frames, let the
+    selector choose (MaxVol for ACE, deviation for DP), write the chosen frames (labels kept) to an
+    extxyz file and return a :class:`~mlipflow.schemas.SelectionDoc`."""
+
+    need: ClassVar[str] = "light"
+    name: str = "pool_select"
+    selector: Any = field(default_factory=MaxVolSelector)
+
+    @job
+    def make(self, pool: list[str], potential: PotentialRef, out_file: str | None = None) -> SelectionDoc:
+        from dataclasses import asdict
+
+        from mlipflow.engines.dataset_io import read_pool
+
+        potential = PotentialRef.coerce(potential)
+        atoms, origins = read_pool(pool)
+        for a, origin in zip(atoms, origins):
+            a.info["run"] = origin
+        res = self.selector.select_frames(atoms, potential)
+        if out_file:
+            from pathlib import Path
+
+            from ase.io import write
+
+            Path(out_file).parent.mkdir(parents=True, exist_ok=True)
+            write(out_file, [atoms[i] for i in res["selected_indices"]], format="extxyz")
+        stats = {k: v for k, v in (res.get("gamma_stats") or {}).items() if k in ("max", "mean", "median", "p90")}
+        method = "deviation" if potential.kind == "dp" else "maxvol"
+        params = {k: v for k, v in asdict(self.selector).items() if isinstance(v, (int, float, str, bool, type(None)))}
+        log.info("pool selection (%s): %d of %d frames", method, res["n_selected"], res["n_candidates"])
+        return SelectionDoc(method=method, potential=potential, pool=[str(p) for p in pool],
+                            n_candidates=res["n_candidates"], n_selected=res["n_selected"],
+                            selected_indices=list(res["selected_indices"]),
+                            records=[CandidateRecord(**r) for r in res["records"]],
+                            uncertainty=UncertaintyStats(**stats), parameters=params, out_file=out_file,
+                            input_hash=content_hash("pool-select", pool, potential.identity(), params))
+
+
 def _jsonable(d: dict) -> dict:
     import json
 
@@ -300,5 +390,6 @@ def _jsonable(d: dict) -> dict:
 
 
 __all__ = ["InitialStructuresMaker", "InitialDatasetMaker", "SelectLabelMaker", "StabilityMaker", "gather_dataset",
+           "FixedTestSetMaker", "PoolSelectMaker", "fixed_set_errors",
            "merge_labels",
            "generate_cells", "exploration_protocol", "dataset_version", "split_errors"]

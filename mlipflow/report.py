@@ -165,15 +165,26 @@ def _section_al(summary: dict, types: dict[str, list[dict]]) -> list[str]:
                 rows.append([tset, pot, *_metrics(m), fmt((m or {}).get("n_structures"))])
         out.append(table(["test set", "potential", "E RMSE (eV/atom)", "F RMSE (eV/Å)", "frames"], rows,
                          "first and final potential on the same test sets"))
+    fixed = summary.get("fixed_test_set") or {}
+    if fixed:
+        ds = fixed.get("dataset") or {}
+        out.append(table(["potential", "E RMSE (eV/atom)", "F RMSE (eV/Å)", "frames"],
+                         [[pot, fmt((fixed.get(pot) or {}).get("energy_rmse_eV_atom")),
+                           fmt((fixed.get(pot) or {}).get("force_rmse_eV_A")), fmt((fixed.get(pot) or {}).get("n_frames"))]
+                          for pot in ("first", "final")],
+                         f"first and final potential on the fixed independent test set ({esc(ds.get('name'))} "
+                         f"v{fmt(ds.get('version'))}, labelled once before the loop)"))
     hist = summary.get("history") or []
     if hist:
-        rows = [[h.get("iteration"), h.get("n_runs"), h.get("n_terminated"), h.get("n_candidates"), h.get("n_selected"),
-                 h.get("n_labeled"), h.get("n_label_failed"), fmt(h.get("uncertainty_max")),
-                 fmt((h.get("test") or {}).get("force_rmse")), fmt((h.get("previous_test") or {}).get("force_rmse"))]
+        rows = [[h.get("iteration"), fmt(h.get("t_melt")), h.get("n_runs"), h.get("n_terminated"), h.get("n_candidates"),
+                 h.get("n_selected"), h.get("n_labeled"), h.get("n_label_failed"), fmt(h.get("uncertainty_max")),
+                 fmt((h.get("test") or {}).get("force_rmse")), fmt((h.get("previous_test") or {}).get("force_rmse")),
+                 fmt((h.get("fixed_test") or {}).get("force_rmse_eV_A"))]
                 for h in hist]
-        out.append(table(["iteration", "runs", "terminated", "candidates", "selected", "labelled", "failed labels",
-                          "max uncertainty", "F RMSE new", "F RMSE previous"], rows,
-                         "per iteration; test errors of the new potential and of the previous one on the same test set"))
+        out.append(table(["iteration", "T melt (K)", "runs", "terminated", "candidates", "selected", "labelled",
+                          "failed labels", "max uncertainty", "F RMSE new", "F RMSE previous", "F RMSE fixed set"], rows,
+                         "per iteration; test errors of the new potential and of the previous one on the same test set, "
+                         "and of the new one on the fixed test set"))
         fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
         it = [h["iteration"] for h in hist]
         ax[0].plot(it, [(h.get("test") or {}).get("force_rmse") or float("nan") for h in hist], "o-", label="new")
@@ -208,7 +219,7 @@ def _section_al(summary: dict, types: dict[str, list[dict]]) -> list[str]:
     stab = summary.get("stability") or {}
     if stab:
         out.append(table(["potential", "bounded", "steps", "reason"],
-                         [[k, fmt(v.get("bounded")), fmt(v.get("steps_completed") or v.get("steps")), v.get("reason") or
+                         [[k, fmt(v.get("bounded")), fmt(v.get("steps_done")), v.get("reason") or
                            v.get("termination_reason") or ""] for k, v in stab.items()], "stability test"))
     out += _composition_coverage(types)
     for name, path in (summary.get("plots") or {}).items():

@@ -17,12 +17,13 @@ import urllib.parse
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from jobflow import JobStore
-from maggma.core import Store
+from typing import TYPE_CHECKING, Any
 
 from mlipflow.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # imported when used: read-only commands need neither jobflow nor maggma's core at import
+    from jobflow import JobStore
+    from maggma.core import Store
 
 #: Output fields that jobflow moves to the blob store (``additional_stores={"data": ...}``).
 BLOB_STORE = "data"
@@ -113,6 +114,8 @@ def blob_store(settings: Settings | None = None) -> Store:
 
 def job_store(settings: Settings | None = None) -> JobStore:
     """The jobflow JobStore: outputs collection plus the ``data`` blob store."""
+    from jobflow import JobStore
+
     settings = settings or get_settings()
     return JobStore(
         collection(settings.database.collection, settings),
@@ -155,12 +158,16 @@ def query_outputs(
         crit["output.type"] = doc_type
     if campaign:
         crit["output.campaign"] = campaign
-    store = job_store(settings)
+    if load_blobs:
+        store = job_store(settings)
+        query = {"load": True}
+    else:  # the outputs collection alone: what JobStore.query(load=False) reads, without importing jobflow
+        settings = settings or get_settings()
+        store = collection(settings.database.collection, settings)
+        query = {}
     store.connect()
     try:
-        docs = list(
-            store.query(criteria=crit, sort={"completed_at": -1}, limit=limit, load=load_blobs)
-        )
+        docs = list(store.query(criteria=crit, sort={"completed_at": -1}, limit=limit, **query))
     finally:
         store.close()
     return docs

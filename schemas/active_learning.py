@@ -88,6 +88,8 @@ class SelectConfig(_Strict):
     min_contact: float | None = Field(
         0.5, gt=0, lt=1, description="ACE: frames whose closest pair is below this fraction of the sum of covalent "
         "radii are not selected (collapsed geometries of runaway explorations; null: keep every frame).")
+    gamma_cap: float | None = Field(None, gt=1, description="ACE: candidates with max γ above this never enter MaxVol (None: no cap).")
+    fill_to: int | None = Field(None, ge=1, description="ACE: repeat MaxVol on the frames not yet chosen until this many are chosen (each round D-optimal against the same active set); None: one pass.")
     f_trust_lo: float = Field(0.05, gt=0, description="DP: max force deviation (eV/Å) below which a frame is accurate.")
     f_trust_hi: float = Field(0.15, gt=0, description="DP: max force deviation (eV/Å) at and above which a frame failed (not labelled).")
     thin: bool = Field(False, description="DP: thin candidates by a diversity criterion before capping.")
@@ -113,6 +115,30 @@ class StabilityConfig(_Strict):
     max_energy_drift: float = Field(5.0, gt=0, description="A potential-energy change above this (eV/atom) counts as unbounded.")
 
 
+class FixedTestSetConfig(_Strict):
+    """A fixed independent test set, labelled once before the loop and never changed by it.
+
+    Fresh random cells (not the training cells: seed + 50000) run with the reference labeler at
+    each temperature; every frame goes to the test split of a test-only dataset version
+    ``<dataset>-fixed-test``. Every potential of the campaign is evaluated on it.
+    """
+
+    enabled: bool = Field(True, description="Label the fixed test set and report every potential's errors on it.")
+    structures: int = Field(2, ge=1, description="Fresh cells (spread over the composition grid).")
+    temperatures: list[float] = Field([2000.0], min_length=1, description="MD temperatures (K); one run per cell and temperature.")
+    steps: int = Field(60, ge=1, description="MD steps per run.")
+    timestep_fs: float = Field(2.0, gt=0, description="Time step (fs).")
+    every: int = Field(6, ge=1, description="Keep a frame every this many steps.")
+    seed_offset: int = Field(50000, description="Cells use structures.seed + this (apart from the training cells).")
+
+    @field_validator("temperatures")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(t <= 0 for t in v):
+            raise ValueError(f"temperatures must be positive (got {v})")
+        return v
+
+
 class ActiveLearningConfig(_Strict):
     """Parameters of the `nafepo4_al` flow."""
 
@@ -125,6 +151,7 @@ class ActiveLearningConfig(_Strict):
     select: SelectConfig = Field(default_factory=SelectConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     stability: StabilityConfig = Field(default_factory=StabilityConfig)
+    test_set: FixedTestSetConfig = Field(default_factory=FixedTestSetConfig)
     reference_energies: dict[str, float] | None = Field(None, description="Isolated-atom energies (eV); None: computed by the labeler.")
     dataset_name: str | None = Field(None, description="Dataset name (default: the campaign name).")
     plots: bool = Field(True, description="Write summary plots into the campaign directory.")

@@ -88,6 +88,12 @@ class MDProtocol(Model):
                         f"use one of {[w.label for w in self.windows()]}")
 
     @property
+    def max_temperature(self) -> float | None:
+        """The highest thermostat temperature of any stage (K)."""
+        temps = [t for st in self.stages if st.ensemble != "min" for t in (st.t_start, st.t_end) if t is not None]
+        return max(temps) if temps else None
+
+    @property
     def tracks_uncertainty(self) -> bool:
         """Whether the run needs the potential's uncertainty signal (a threshold is set)."""
         return self.gamma_lo is not None or self.gamma_hi is not None

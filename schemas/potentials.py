@@ -21,6 +21,26 @@ class ErrorMetrics(Model):
     force_mae: float | None = Field(None, description="Force-component MAE (eV/Å).")
 
 
+class FixedSetErrors(Model):
+    """Errors of one potential on the campaign's fixed independent test set."""
+
+    n_frames: int = Field(0, description="Frames evaluated.")
+    energy_rmse_eV_atom: float | None = Field(None, description="Energy RMSE (eV/atom).")
+    force_rmse_eV_A: float | None = Field(None, description="Force-component RMSE (eV/Å).")
+
+    @classmethod
+    def of(cls, m: ErrorMetrics) -> "FixedSetErrors":
+        return cls(n_frames=m.n_structures, energy_rmse_eV_atom=m.energy_rmse, force_rmse_eV_A=m.force_rmse)
+
+
+class FixedTestSetComparison(Model):
+    """The first and the final potential on the same fixed test set (labelled once, before the loop)."""
+
+    dataset: DatasetRef | None = Field(None, description="The fixed test set (a test-only dataset version).")
+    first: FixedSetErrors = Field(default_factory=FixedSetErrors, description="First potential (iteration 0).")
+    final: FixedSetErrors = Field(default_factory=FixedSetErrors, description="Final potential.")
+
+
 class PotentialRef(Model):
     """One potential, as it travels between jobs: its kind plus where its content is.
 
@@ -127,6 +147,23 @@ class UncertaintyStats(Model):
     n_above_lo: int = Field(0, description="Candidates above the collection threshold.")
 
 
+class SelectionDoc(MlipflowDocument):
+    """Pool-based selection (``mlipflow potential select``): which frames of a pool a potential's
+    uncertainty chose (MaxVol for ACE, ensemble deviation for DP), and why each was or was not."""
+
+    doc_type = "selection"
+    method: str = Field(..., description="'maxvol' (ACE D-optimality) or 'deviation' (DP ensemble).")
+    potential: PotentialRef = Field(..., description="The potential whose uncertainty chose.")
+    pool: list[str] = Field(default_factory=list, description="Where the frames came from (files, dataset versions).")
+    n_candidates: int = Field(0, description="Frames in the pool.")
+    n_selected: int = Field(0, description="Frames chosen.")
+    selected_indices: list[int] = Field(default_factory=list, description="Pool indices of the chosen frames, in order.")
+    records: list[CandidateRecord] = Field(default_factory=list, description="One record per pool frame (run = its origin).")
+    uncertainty: UncertaintyStats = Field(default_factory=lambda: UncertaintyStats(), description="γ or deviation over the pool.")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="The selector's settings.")
+    out_file: str | None = Field(None, description="extxyz the chosen frames were written to (labels kept).")
+
+
 class TrustRatios(Model):
     """DP-GEN's classification of explored frames by the ensemble's max force deviation."""
 
@@ -152,6 +189,8 @@ class IterationSummary(Model):
     trust_ratios: TrustRatios | None = Field(None, description="DP: accurate/candidate/failed fractions of the explored frames.")
     test: ErrorMetrics = Field(default_factory=ErrorMetrics, description="New potential on this iteration's test set.")
     previous_test: ErrorMetrics | None = Field(None, description="Previous potential on the same test set.")
+    fixed_test: FixedSetErrors | None = Field(None, description="New potential on the fixed independent test set.")
+    t_melt: float | None = Field(None, description="Melt temperature of this iteration's explorations (K).")
 
 
 class ALIterationDoc(MlipflowDocument):
@@ -203,6 +242,7 @@ class ActiveLearningSummary(Model):
     final_potential: PotentialRef = Field(..., description="Last potential.")
     first_test: ErrorMetrics = Field(default_factory=ErrorMetrics, description="First potential on the initial test set.")
     final_test: ErrorMetrics = Field(default_factory=ErrorMetrics, description="Final potential on the last test set.")
+    fixed_test_set: FixedTestSetComparison | None = Field(None, description="First and final potential on the fixed independent test set.")
     comparisons: dict[str, dict[str, ErrorMetrics]] = Field(default_factory=dict, description="Test set ('initial'|'final') -> potential ('first'|'final') -> errors.")
     history: list[IterationSummary] = Field(default_factory=list, description="Per-iteration table.")
     stability: dict[str, StabilityResult] = Field(default_factory=dict, description="'first'/'final' -> stability run.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Optional
@@ -23,12 +22,15 @@ def _json_default(o):
     return str(o)
 
 
-def doctor(quick: bool = typer.Option(False, help="Reserved; all checks import the modules.")) -> None:
+def doctor(deep: bool = typer.Option(False, "--deep", help="Also import every module (each in its own "
+                                      "interpreter, tens of seconds) and read the pretrained base's branches.")) -> None:
     """Report every engine, labeler and the store: found or missing, version, how to install."""
     from mlipflow.doctor import run_checks
     from mlipflow.settings import get_settings
 
-    checks = run_checks(get_settings())
+    console.print("mlipflow doctor: " + ("importing every module (--deep) ..." if deep else
+                                         "finding the components (without importing them; --deep imports them) ..."))
+    checks = run_checks(get_settings(), deep=deep)
     table = Table(title="mlipflow doctor")
     for col in ("component", "status", "version", "detail / fix"):
         table.add_column(col)
@@ -54,22 +56,6 @@ def config() -> None:
     src = Settings.config_file()
     console.print(f"config file: {src} ({'found' if src.is_file() else 'not present'})")
     console.print_json(json.dumps(public_settings(s), default=_json_default))
-
-
-def _setup_progress_logging() -> None:
-    from rich.logging import RichHandler
-
-    handler = RichHandler(console=console, show_path=False, markup=False)
-    root = logging.getLogger()
-    if not any(isinstance(h, RichHandler) for h in root.handlers):
-        root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    for name in ("jobflow", "mlipflow"):
-        logging.getLogger(name).setLevel(logging.INFO)
-        logging.getLogger(name).propagate = True
-    jl = logging.getLogger("jobflow")
-    for h in list(jl.handlers):
-        jl.removeHandler(h)
 
 
 def run(
@@ -114,7 +100,6 @@ def run(
         root.mkdir(parents=True, exist_ok=True)
         console.print(f"[bold]campaign[/] {camp.name} ({camp.flow}) -> {describe(settings)}")
         console.print(f"job directories: {root}")
-        _setup_progress_logging()
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         record_status(camp, "running", settings, started_at=started, pid=os.getpid(), host=socket.gethostname(),
                       job_dir=str(root))
@@ -185,13 +170,15 @@ def _print_summary(campaign: str, settings) -> None:
 
 def iteration_table(history: list[dict]) -> Table:
     """The active-learning history (IterationSummary rows) as a table (`run` and `status`)."""
-    it = Table(title="iterations (test force RMSE in eV/Å: new potential, and previous one on the same set)")
+    it = Table(title="iterations (test force RMSE in eV/Å: new potential, and previous one on the same set; "
+               "new one on the fixed test set)")
     cols = ["iteration", "n_runs", "n_terminated", "n_candidates", "n_selected", "n_labeled", "n_label_failed"]
-    for c in ["it", "runs", "stopped", "cand.", "sel.", "labelled", "failed", "F new", "F prev"]:
+    for c in ["it", "runs", "stopped", "cand.", "sel.", "labelled", "failed", "F new", "F prev", "F fixed"]:
         it.add_column(c)
     for h in history:
         prev = (h.get("previous_test") or {}).get("force_rmse")
-        it.add_row(*[str(h.get(c)) for c in cols], _short((h.get("test") or {}).get("force_rmse")), _short(prev))
+        it.add_row(*[str(h.get(c)) for c in cols], _short((h.get("test") or {}).get("force_rmse")), _short(prev),
+                   _short((h.get("fixed_test") or {}).get("force_rmse_eV_A")))
     return it
 
 
@@ -309,6 +296,12 @@ def _compact(v):
             e, f = v.get("energy_rmse"), v.get("force_rmse")
             return (f"E {e:.4g} eV/atom, F {f:.4g} eV/Å ({v.get('n_structures')} frames)"
                     if e is not None and f is not None else "n/a")
+        if "force_rmse_eV_A" in v and "energy_rmse_eV_atom" in v:  # FixedSetErrors
+            e, f = v.get("energy_rmse_eV_atom"), v.get("force_rmse_eV_A")
+            return (f"E {e:.4g} eV/atom, F {f:.4g} eV/Å ({v.get('n_frames')} frames)"
+                    if e is not None and f is not None else "n/a")
+        if "name" in v and "version" in v and "input_hash" in v and len(v) <= 4:  # DatasetRef
+            return f"{v['name']}:{v['version']}"
         return {k: _compact(x) for k, x in v.items() if not str(k).startswith("@")}
     if isinstance(v, list):
         return [_compact(x) for x in v]

@@ -102,7 +102,8 @@ def export(
 
 @app.command("import")
 def import_(
-    paths: List[Path] = typer.Argument(..., help="vasprun.xml / OUTCAR / VASP run directories, *.extxyz, pacemaker *.pkl.gz."),
+    paths: List[Path] = typer.Argument(..., help="vasprun.xml / OUTCAR / VASP run directories, *.extxyz, pacemaker *.pkl.gz; directories of "
+                             "such files and quoted glob patterns."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset to add the frames to (a new version)."),
     split: str = typer.Option("random", "--split", help="random | composition."),
     test_fraction: float = typer.Option(0.1, "--test-fraction", help="Fraction of new frames in the test split."),
@@ -110,10 +111,10 @@ def import_(
     extend: bool = typer.Option(True, "--extend/--new", help="Extend the latest version of the dataset if it exists."),
 ) -> None:
     """Import labeled frames from VASP runs, extxyz or pacemaker pickles into a dataset."""
-    from mlipflow.engines.dataset_io import import_files
+    from mlipflow.engines.dataset_io import expand_inputs, import_files
     from mlipflow.engines.repository import build_dataset, list_datasets
 
-    frames = import_files(list(paths))
+    frames = import_files(expand_inputs(list(paths), keep_dirs=True))
     parent = dataset if extend and any(d.name == dataset for d in list_datasets()) else None
     doc = build_dataset(dataset, frames, split=split, test_fraction=test_fraction, seed=seed, parent=parent)
     console.print(f"imported {len(frames)} frames -> dataset [bold]{doc.name}[/] version {doc.version}: "

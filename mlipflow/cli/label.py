@@ -23,28 +23,21 @@ from mlipflow.errors import UserError
 console = Console()
 
 
-#: What `mlipflow generate` writes beside the structures (generation/writers.py): not structures.
-GENERATOR_SUMMARIES = ("summary.json", "summary.csv")
-
-
 def read_structures(files: list[Path]) -> list[tuple[Any, str]]:
     """(pymatgen Structure, origin) from extxyz/xyz (all frames), POSCAR/CONTCAR, CIF, pymatgen
     JSON, or mlipflow structure-set JSON; a directory contributes the files inside it."""
     from pymatgen.core import Structure
 
+    from mlipflow.engines.dataset_io import expand_inputs
     from mlipflow.engines.frames import to_structure
 
     out: list[tuple[Any, str]] = []
-    paths: list[Path] = []
-    for f in files:
-        if not f.exists():
-            raise UserError(f"{f} does not exist", "check the path")
-        paths += sorted(p for p in f.iterdir() if p.is_file()) if f.is_dir() else [f]
-    skipped = [p for p in paths if p.name in GENERATOR_SUMMARIES or p.name.startswith(".")]
+    skipped: list[Path] = []
+    paths = expand_inputs(files, skipped=skipped)
     if skipped:
         console.print(f"skipping {len(skipped)} file(s) that hold no structure: "
                       f"{', '.join(sorted({p.name for p in skipped}))}")
-    for p in (p for p in paths if p not in skipped):
+    for p in paths:
         name = p.name.lower()
         try:
             if name.endswith(".json"):
@@ -57,12 +50,18 @@ def read_structures(files: list[Path]) -> list[tuple[Any, str]]:
 
                 out += [(to_structure(a), f"{p.name}:{i}") for i, a in enumerate(read(p, index=":"))]
             else:
-                out.append((Structure.from_file(p), p.name))
+                try:
+                    out.append((Structure.from_file(p), p.name))
+                except Exception:  # noqa: BLE001 - then any format ASE reads (LAMMPS data, .cfg, ...)
+                    from ase.io import read
+
+                    out += [(to_structure(a), f"{p.name}:{i}") for i, a in enumerate(read(p, index=":"))]
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"cannot read structures from {p} ({type(exc).__name__}: {exc})",
-                            "give extxyz, POSCAR/CONTCAR, CIF or pymatgen/mlipflow JSON files") from exc
+                            "give extxyz, POSCAR/CONTCAR, CIF, pymatgen/mlipflow JSON or another format ASE or "
+                            "pymatgen reads") from exc
     if not out:
         raise UserError("no structures found in the given files", "give at least one structure file")
     return out
@@ -115,6 +114,8 @@ def command(
     steps: Optional[int] = typer.Option(None, "--steps", help="aimd: number of MD steps."),
     timestep: Optional[float] = typer.Option(None, "--timestep", help="aimd: time step (fs)."),
     every: Optional[int] = typer.Option(None, "--every", help="aimd: keep a frame every N steps."),
+    extend: bool = typer.Option(True, "--extend/--new", help="Extend the latest version of --dataset if it exists "
+                                "(its frames, split and reference energies kept), or start it anew."),
 ) -> None:
     """Label structures with a reference calculator (cached by content hash) and optionally build a dataset."""
     from mlipflow.engines.labelers import get_labeler
@@ -163,11 +164,15 @@ def command(
         table.caption = f"(first 30 of {len(frames)})"
     console.print(table)
     if dataset:
+        from mlipflow.engines.repository import list_datasets
+
+        parent = dataset if extend and any(d.name == dataset for d in list_datasets()) else None
         refs = parse_references(references)
-        if refs is None and references == "auto" and lab.kind != "vasp":
+        if refs is None and references == "auto" and lab.kind != "vasp" and parent is None:
             elements = sorted({el for f in frames if f.status == FrameStatus.ok for el in f.elements})
             refs = lab.reference_energies(elements) if elements else None
-        doc = build_dataset(dataset, frames, split=split, test_fraction=test_fraction, seed=seed, reference_energies=refs)
+        doc = build_dataset(dataset, frames, split=split, test_fraction=test_fraction, seed=seed, reference_energies=refs,
+                            parent=parent)
         console.print(f"dataset [bold]{doc.name}[/] version {doc.version}: {len(doc.frame_ids)} frames "
                       f"({len(doc.train_ids)} train / {len(doc.test_ids)} test), {doc.n_failed_excluded} failed excluded, "
                       f"{doc.n_duplicates_removed} duplicates removed")

@@ -52,6 +52,20 @@ SUBCOMMANDS = {
 COMMAND_MODULES = ["mlipflow.cli.core_commands"]
 
 
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every log line and third-party warning."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and results: no job lines, no progress bars."),
+) -> None:
+    """MLIPs by batch active learning and the MD campaigns that use them."""
+    from mlipflow import output
+
+    if verbose and quiet:
+        raise UserError("--verbose and --quiet contradict each other", "give one of them")
+    output.set_verbosity(output.VERBOSE if verbose else output.QUIET if quiet else None)
+    output.configure(console)
+
+
 def _import_command_module(mod_name: str):
     """The command module, or None when it does not exist (a broken import inside it still raises)."""
     try:

@@ -23,7 +23,9 @@ console = Console()
 app = typer.Typer(no_args_is_help=True, help="Molecular dynamics: run a protocol with a potential on a structure.")
 
 
-def _potential(spec: str):
+def parse_potential(spec: str):
+    """A PotentialRef from a command-line value: JSON (a reference or {campaign, which}), a file or a
+    shipped set (what :func:`~mlipflow.engines.potentials.potential_ref` reads)."""
     from mlipflow.engines.potentials import potential_ref
 
     text = spec.strip()
@@ -96,7 +98,7 @@ def run(
 
     MD_ENGINES.check(engine)
     prot = _protocol(protocol)
-    ref = _potential(potential)
+    ref = parse_potential(potential)
     st = _structure(structure)
     settings = get_settings()
     apply_thread_settings(settings)

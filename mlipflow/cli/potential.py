@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -343,3 +344,110 @@ def deviation(
         table.add_row(f"{c} ratio", f"{ratios[c]:.3f}")
     console.print(table)
     console.print(f"written to {json_out}")
+
+
+# ----------------------------------------------------------------------------- select
+
+
+def _selection_potential(specs: list[str], active_set: Optional[Path]):
+    """One ACE potential (its .asi active set beside it or --active-set), DeePMD ensemble members
+    (several .pth), or one reference/JSON as ``md run --potential`` takes it."""
+    from mlipflow.cli.md import parse_potential
+    from mlipflow.engines.potentials import ref_from_path
+    from mlipflow.schemas import PotentialRef
+
+    if len(specs) > 1:
+        paths = [Path(s) for s in specs]
+        for p in paths:
+            if not p.is_file():
+                raise UserError(f"model {p} does not exist", "check the path")
+            if p.suffix != ".pth":
+                raise UserError(f"{p.name}: several --from are the members of a DeePMD ensemble (.pth)",
+                                "give one ACE potential (.yaml) or two or more frozen DeePMD models")
+        return PotentialRef(kind="dp", name=paths[0].name,
+                            paths={("model" if k == 0 else f"model_{k}"): str(p.resolve()) for k, p in enumerate(paths)})
+    spec = specs[0]
+    p = Path(spec)
+    if p.suffix in (".yaml", ".yml") and p.is_file() and not p.name.endswith(".classical.yaml"):
+        asi = active_set or p.with_suffix(".asi")
+        if not asi.is_file():
+            raise UserError(f"no active set for {p.name} (looked for {asi})",
+                            "give --active-set FILE.asi (pace_activeset writes it; mlipflow fits keep it beside the .yaml)")
+        return ref_from_path(p.resolve(), active_set=asi.resolve())
+    return parse_potential(spec)
+
+
+@app.command("select")
+def select(
+    pool: List[str] = typer.Argument(..., help="Frames to choose from: files (extxyz, traj, pacemaker pickle, "
+                                     "vasprun.xml/OUTCAR, any ASE format), directories, quoted globs, or stored "
+                                     "datasets NAME[:VERSION]."),
+    potential: List[str] = typer.Option(..., "--from", help="ACE potential .yaml (its .asi beside it), or DeePMD "
+                                        "ensemble members (repeat --from m0.pth --from m1.pth), or a JSON reference."),
+    max_structures: int = typer.Option(..., "--max", min=1, help="At most this many frames."),
+    out: Path = typer.Option(Path("selected.extxyz"), "--out", help="extxyz of the chosen frames (labels kept)."),
+    active_set: Optional[Path] = typer.Option(None, "--active-set", help="ACE active set (.asi) if not beside the .yaml."),
+    gamma_tolerance: float = typer.Option(1.01, "--gamma-tolerance", help="ACE: frames with max γ at or below are interpolative."),
+    gamma_cap: Optional[float] = typer.Option(None, "--gamma-cap", help="ACE: frames with max γ above this are left out."),
+    fill: bool = typer.Option(True, "--fill/--one-pass", help="ACE: repeat MaxVol on what is left until --max frames are chosen."),
+    min_contact: Optional[float] = typer.Option(0.5, "--min-contact", help="ACE: leave out frames with a pair closer than this "
+                                                "fraction of the covalent-radii sum."),
+    f_trust_lo: float = typer.Option(0.05, "--f-trust-lo", help="DP: frames below this max force deviation are accurate (eV/Å)."),
+    f_trust_hi: float = typer.Option(0.15, "--f-trust-hi", help="DP: frames at or above this are failed (eV/Å)."),
+    thin: bool = typer.Option(False, "--thin", help="DP: farthest-point thinning of the candidates."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the selection document as JSON here."),
+) -> None:
+    """Pool-based selection: choose up to --max frames of POOL by the uncertainty of a potential
+    (ACE: MaxVol D-optimality against its active set; DeePMD: ensemble force deviation), write them
+    to --out, and store the selection document (type 'selection') like the flows do."""
+    from jobflow import Flow
+    from jobflow.managers.local import run_locally
+
+    from mlipflow.makers.ace import MaxVolSelector
+    from mlipflow.makers.active_learning import PoolSelectMaker
+    from mlipflow.settings import apply_thread_settings, get_settings
+    from mlipflow.store import job_store
+
+    ref = _selection_potential(potential, active_set)
+    if ref.kind == "dp":
+        from mlipflow.makers.deepmd import DeviationSelector
+
+        selector = DeviationSelector(f_trust_lo=f_trust_lo, f_trust_hi=f_trust_hi, max_structures=max_structures,
+                                     thin=thin)
+    elif ref.kind == "ace":
+        selector = MaxVolSelector(max_structures=max_structures, gamma_tolerance=gamma_tolerance, gamma_cap=gamma_cap,
+                                  fill_to=max_structures if fill else None, min_contact=min_contact)
+    else:
+        raise UserError(f"a {ref.kind!r} potential has no uncertainty to select by",
+                        "give an ACE potential with its active set or a DeePMD ensemble")
+    from mlipflow.engines.dataset_io import read_pool
+
+    read_pool(pool)  # bad input is refused here, before a job is created
+    # the job runs in its own directory: files and patterns travel as absolute paths
+    pool = [os.path.abspath(p) if Path(p).exists() or any(c in p for c in "*?[") else p for p in pool]
+    settings = get_settings()
+    apply_thread_settings(settings)
+    job = PoolSelectMaker(selector=selector).make(list(pool), ref, str(out.resolve()))
+    root = Path(settings.scratch_dir).expanduser() / "pool-select"
+    root.mkdir(parents=True, exist_ok=True)
+    responses = run_locally(Flow([job]), store=job_store(settings), create_folders=True, root_dir=root, log=False,
+                            raise_immediately=True)
+    doc = responses[job.uuid][1].output
+    table = Table(title=f"selection from {doc.n_candidates} frames ({doc.method}, {ref.kind} {ref.name or ''})")
+    for col in ("chosen", "of", "uncertainty max", "median", "written to"):
+        table.add_column(col)
+    u = doc.uncertainty
+    table.add_row(str(doc.n_selected), str(doc.n_candidates), _fmt(u.max), _fmt(u.median), str(out))
+    console.print(table)
+    import re
+
+    reasons: dict[str, int] = {}
+    for r in doc.records:  # why frames were (not) chosen, numbers masked: one line per kind of reason
+        key = re.sub(r"\d[\d.e+-]*", "#", r.reason.split(";")[0].split(",")[0])[:90]
+        reasons[key] = reasons.get(key, 0) + 1
+    for key, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:8]:
+        console.print(f"  {n:5d}  {key}", highlight=False)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(doc.model_dump_json(indent=1))
+    console.print(f"stored: selection (job {job.uuid}); query: mlipflow query --type selection", highlight=False)

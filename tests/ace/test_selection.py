@@ -115,3 +115,56 @@ def test_collapsed_geometries_are_not_selected(tiny_fit, candidates):
     assert all(r["step"] != 99999 for r in recs if r["selected"])
     keep_all = MaxVolSelector(max_structures=50, min_contact=None).select([run], ref)
     assert keep_all["n_rejected_geometry"] == 0
+
+
+def test_gamma_cap_and_fill_rounds(tiny_fit, candidates):
+    """gamma_cap keeps far-extrapolating frames out; fill_to repeats MaxVol on what is left, each
+    round a D-optimal set against the same active set, so more frames are chosen than one pass
+    picks, none twice, none capped, and the first round is the one-pass choice."""
+    one = select_maxvol(candidates, tiny_fit.potential_yaml, tiny_fit.active_set, max_structures=len(candidates))
+    g = one.gamma
+    cap = float(np.percentile(g[g > one.gamma_tolerance], 75))
+    res = select_maxvol(candidates, tiny_fit.potential_yaml, tiny_fit.active_set, max_structures=len(candidates),
+                        gamma_cap=cap, fill_to=len(candidates))
+    assert all(g[i] <= cap for i in res.selected_indices)
+    capped = [r for r in res.records if "gamma_cap" in r.reason]
+    assert capped and all(not r.selected and r.max_gamma > cap for r in capped)
+    full = select_maxvol(candidates, tiny_fit.potential_yaml, tiny_fit.active_set, max_structures=len(candidates),
+                         fill_to=len(candidates))
+    assert len(full.selected_indices) == len(set(full.selected_indices)) > one.n_selected
+    assert full.selected_indices[:one.n_selected] == one.selected_indices
+    assert any("(round 2)" in r.reason for r in full.records if r.selected)
+    # only extrapolative frames in any round, and fill_to bounds the count
+    assert all(g[i] > one.gamma_tolerance for i in full.selected_indices)
+    few = select_maxvol(candidates, tiny_fit.potential_yaml, tiny_fit.active_set, max_structures=50,
+                        fill_to=one.n_selected + 1)
+    assert one.n_selected < few.n_selected <= 50
+
+
+def test_cli_pool_select_maxvol(tiny_fit, candidates, tmp_path, mlipflow_home):
+    """`potential select "DIR/*.extxyz" --from POT.yaml --max N`: MaxVol against the potential's active
+    set (found beside the .yaml), filled round after round up to N, written out and stored."""
+    import shutil
+
+    from ase.io import read, write
+
+    from mlipflow.cli.main import main
+    from mlipflow.store import query_outputs
+
+    pot = tmp_path / "pot"
+    pot.mkdir()
+    shutil.copy(tiny_fit.potential_yaml, pot / "p.yaml")
+    write(tmp_path / "c1.extxyz", candidates[:len(candidates) // 2])
+    write(tmp_path / "c2.extxyz", candidates[len(candidates) // 2:])
+    out = tmp_path / "chosen.extxyz"
+    args = ["potential", "select", str(tmp_path / "c*.extxyz"), "--from", str(pot / "p.yaml"), "--max", "6",
+            "--out", str(out)]
+    assert main(args) == 2  # no active set beside the .yaml: refused, with the fix
+    shutil.copy(tiny_fit.active_set, pot / "p.asi")
+    assert main(args) == 0
+    ref = select_maxvol(candidates, tiny_fit.potential_yaml, tiny_fit.active_set, max_structures=6, fill_to=6,
+                        min_contact=0.5)
+    doc = query_outputs(doc_type="selection")[0]["output"]
+    assert doc["method"] == "maxvol" and doc["n_candidates"] == len(candidates)
+    assert doc["selected_indices"] == ref.selected_indices and doc["n_selected"] == len(read(out, index=":"))
+    assert doc["parameters"]["fill_to"] == 6

@@ -24,7 +24,8 @@ def _cli(args, env, timeout=1500):
 
 @pytest.fixture(scope="module")
 def campaign(tiny_al_killed):
-    assert "Finished job - summarize" not in tiny_al_killed["killed_log"]
+    log = tiny_al_killed["killed_log"]
+    assert "start  fit_0" in log and "done   summarize" not in log  # killed in the loop (one line per job event)
     return tiny_al_killed
 
 
@@ -75,6 +76,18 @@ def test_documents_in_store(campaign):
     assert s["final_potential"] != s["first_potential"]
     assert {"first", "final"} <= set(s["stability"])
     assert Path(s["plots"]["active_learning"]).is_file()
+    # the fixed test set: labelled once before the loop (test-only dataset), every potential scored on it
+    fixed = s["fixed_test_set"]
+    assert fixed["dataset"]["name"] == "al-tiny-emt-fixed-test" and fixed["dataset"]["version"] == 1
+    shown = _cli(["dataset", "show", "al-tiny-emt-fixed-test"], env).stdout
+    n_fixed = fixed["first"]["n_frames"]
+    assert f"frames: {n_fixed} (0 train / {n_fixed} test)" in " ".join(shown.split()) and n_fixed >= 10
+    for key in ("first", "final"):
+        assert fixed[key]["force_rmse_eV_A"] > 0 and fixed[key]["energy_rmse_eV_atom"] >= 0
+    rows = s["history"]
+    assert all(r["fixed_test"]["n_frames"] == n_fixed for r in rows)
+    assert rows[-1]["fixed_test"]["force_rmse_eV_A"] == pytest.approx(fixed["final"]["force_rmse_eV_A"])
+    assert [r["t_melt"] for r in rows] == [2500.0, 2500.0]
     pots = json.loads(_cli(["query", "--type", "potential", "--limit", "0", "--json"], env).stdout)
     hashes = {p["output"]["input_hash"] for p in pots}
     assert {s["first_potential"]["input_hash"], s["final_potential"]["input_hash"]} <= hashes

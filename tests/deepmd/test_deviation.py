@@ -158,3 +158,45 @@ def test_cli_deviation(dp_pair, frames, tmp_path, mlipflow_home):
     assert {"min_devi_f", "avg_devi_f", "devi_e", "class"} <= set(data["frames"][0])
     assert main(["potential", "deviation", models[0], str(traj), "--json", str(out)]) == 2
     assert main(["potential", "deviation", *models, str(tmp_path / "none.xyz"), "--json", str(out)]) == 2
+
+
+def test_cli_pool_select_by_deviation(dp_pair, frames, tmp_path, mlipflow_home):
+    """`potential select POOL --from m0.pth --from m1.pth --max N`: the candidates between the trust
+    levels, highest deviation first, written to --out with their labels, and a stored document."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import read, write
+
+    from mlipflow.cli.main import main
+    from mlipflow.engines.deepmd import model_deviation
+    from mlipflow.store import query_outputs
+
+    models = [d.model for d in dp_pair]
+    labelled = []
+    for k, f in enumerate(frames):
+        a = f.copy()
+        a.calc = SinglePointCalculator(a, energy=-1.0 * k, forces=np.full((len(a), 3), 0.1 * k))
+        labelled.append(a)
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    write(pool / "a.extxyz", labelled[:3])
+    write(pool / "b.extxyz", labelled[3:])
+    (pool / "summary.json").write_text("{}")  # a generator's summary is skipped, not read
+    dev = model_deviation(models, frames).max_devi_f
+    order = np.sort(dev)
+    lo, hi = float((order[0] + order[1]) / 2), float((order[-2] + order[-1]) / 2)
+    out = tmp_path / "chosen.extxyz"
+    rc = main(["potential", "select", str(pool), "--from", models[0], "--from", models[1], "--max", "3",
+               "--out", str(out), "--f-trust-lo", str(lo), "--f-trust-hi", str(hi)])
+    assert rc == 0
+    cand = sorted((i for i in range(6) if lo <= dev[i] < hi), key=lambda i: -dev[i])[:3]
+    chosen = read(out, index=":")
+    assert len(chosen) == 3
+    assert [a.get_potential_energy() for a in chosen] == pytest.approx([-1.0 * i for i in cand])
+    docs = query_outputs(doc_type="selection")
+    assert len(docs) == 1
+    doc = docs[0]["output"]
+    assert doc["method"] == "deviation" and doc["n_candidates"] == 6 and doc["selected_indices"] == cand
+    assert doc["records"][0]["run"] == "a.extxyz#0" and doc["records"][3]["run"] == "b.extxyz#0"
+    # bad input: one .pth alone is no ensemble; a .pth next to a non-model; a pool that is nothing
+    assert main(["potential", "select", str(pool), "--from", models[0], "--max", "3", "--out", str(out)]) == 2
+    assert main(["potential", "select", "no-such-dataset", "--from", models[0], "--from", models[1], "--max", "3"]) == 2

@@ -124,9 +124,13 @@ def test_cli_label_export_import_show(mlipflow_home, tmp_path, capsys):
                  "--test-fraction", "0.34"]) == 0
     out = capsys.readouterr().out
     assert "6 ok, 0 failed" in out and "cli-set" in out and "version 1" in out
-    # the same files again: all from the cache, new dataset version
+    # the same files again: all from the cache, a new version extending the first (the copies dropped)
     assert _cli(["label", "--labeler", "emt", str(tmp_path / "cells.extxyz"), "--dataset", "cli-set"]) == 0
-    assert "version 2" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "version 2: 6 frames" in out and "duplicates removed" in " ".join(out.split()).split("version 2")[1]
+    assert "0 failed excluded, 6 duplicates" in " ".join(out.split())
+    assert _cli(["label", "--labeler", "emt", str(tmp_path / "cells.extxyz"), "--dataset", "cli-new", "--new"]) == 0
+    assert "version 1: 6 frames" in capsys.readouterr().out
 
     assert _cli(["dataset", "export", "cli-set", "--format", "pacemaker", "--out", str(tmp_path / "d.pkl.gz")]) == 0
     assert _cli(["dataset", "export", "cli-set", "--format", "extxyz", "--out", str(tmp_path / "d.extxyz"), "--split", "train"]) == 0
@@ -239,3 +243,21 @@ def test_cli_label_the_output_of_generate(mlipflow_home, tmp_path, capsys):
     assert "skipping 2 file(s)" in text and "3 ok, 0 failed" in text
     assert _cli(["label", "--labeler", "lj", str(out)]) == 0
     assert "3 ok, 0 failed" in capsys.readouterr().out
+
+
+def test_cli_label_formats_and_globs(mlipflow_home, tmp_path, capsys):
+    """Files as users give them: a quoted glob (expanded by mlipflow), POSCAR, CIF, and a format only
+    ASE reads (.cfg); a pattern that matches nothing is refused with exit 2."""
+    from ase.io import write
+
+    cells = cu_cells(3)
+    d = tmp_path / "in"
+    d.mkdir()
+    write(d / "POSCAR_a.vasp", cells[0], format="vasp")
+    write(d / "b.cif", cells[1])
+    write(d / "c.cfg", cells[2], format="cfg")
+    assert _cli(["label", "--labeler", "emt", str(d / "*")]) == 0
+    out = capsys.readouterr().out
+    assert "3 ok, 0 failed" in out and "c.cfg:0" in out
+    assert _cli(["label", "--labeler", "emt", str(tmp_path / "none-*.xyz")]) == 2
+    assert "no file matches" in capsys.readouterr().err
