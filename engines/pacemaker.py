@@ -329,6 +329,7 @@ def _run_streamed(cmd: list[str], cwd: Path, log_path: Path, progress: bool, tot
                 bar.set_postfix_str(f"basis {m.group(1)}")
                 log.info("pacemaker: basis size %s", m.group(1))
     rc = proc.wait()
+    proc.stdout.close()
     bar.close()
     return rc, "".join(lines)
 
@@ -348,6 +349,22 @@ def _load_result(workdir: Path) -> FitResult:
 
 # ----------------------------------------------------------------------------- fit
 
+def potential_digest(path: str | Path) -> str:
+    """SHA-256 of an ACE potential YAML without its ``metadata`` block (pacemaker writes start times
+    and the user there), so two runs that fitted the same numbers give the same digest."""
+    import yaml
+
+    text = Path(path).read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        return file_digest(path)
+    data.pop("metadata", None)
+    return content_hash("ace-potential", data)
+
+
 def fit_input_hash(train_pickle: str | Path, test_pickle: str | Path | None, settings: AceFitSettings,
                    warm_start: str | Path | None = None) -> str:
     """Cache key of a fit: data content, settings and the warm-start potential's content."""
@@ -356,7 +373,7 @@ def fit_input_hash(train_pickle: str | Path, test_pickle: str | Path | None, set
         file_digest(train_pickle),
         file_digest(test_pickle) if test_pickle else None,
         settings.model_dump(mode="json"),
-        file_digest(warm_start) if warm_start else None,
+        potential_digest(warm_start) if warm_start else None,
     )
 
 
@@ -475,7 +492,7 @@ def _fit(train_pickle: Path, test_pickle: Path | None, settings: AceFitSettings,
         cutoff=float(basis.cutoffmax), potential_yaml=str(out_yaml), potential_yace=str(yace),
         active_set=str(asi) if asi else None, input_yaml=input_dict, settings=settings.model_dump(mode="json"),
         fit_time_s=fit_time, warm_start=str(warm_start) if warm_start else None,
-        warm_start_hash=file_digest(warm_start) if warm_start else None, n_functions=n_funcs,
+        warm_start_hash=potential_digest(warm_start) if warm_start else None, n_functions=n_funcs,
         log=str(log_path),
     )
     _metrics(result, train_df, test_pickle, settings, progress)

@@ -92,19 +92,27 @@ def _check_elements(candidates: Sequence[Atoms], bconf) -> None:
 
 
 def candidate_gammas(candidates: Sequence[Atoms], potential_yaml: str, active_set_asi: str,
-                     _loaded=None) -> np.ndarray:
-    """Max per-atom γ of each candidate (pyace functional API)."""
+                     _loaded=None, progress: bool | None = None, chunk: int = 64) -> np.ndarray:
+    """Max per-atom γ of each candidate (pyace functional API), ``chunk`` frames at a time with a
+    progress bar for large pools (each frame's γ depends on that frame alone)."""
     from pyace.activelearning import compute_B_projections, compute_extrapolation_grade
+    from tqdm.auto import tqdm
+
+    from mlipflow.output import progress_enabled
 
     bconf, asi, _ = _loaded or _load(potential_yaml, active_set_asi)
-    if len(candidates) == 0:
-        return np.zeros(0)
-    proj, struct_ind = compute_B_projections(bconf, list(candidates), return_structure_ind_dict=True)
-    gdict = compute_extrapolation_grade(proj, asi)
+    candidates = list(candidates)
     out = np.zeros(len(candidates))
-    for st, g in gdict.items():
-        if len(g):
-            np.maximum.at(out, struct_ind[st].astype(int), g)
+    starts = range(0, len(candidates), chunk)
+    bar = tqdm(starts, desc="γ", unit="chunk", leave=False,
+               disable=len(starts) < 2 or not progress_enabled(progress))
+    for start in bar:
+        part = candidates[start:start + chunk]
+        proj, struct_ind = compute_B_projections(bconf, part, return_structure_ind_dict=True)
+        gdict = compute_extrapolation_grade(proj, asi)
+        for st, g in gdict.items():
+            if len(g):
+                np.maximum.at(out, start + struct_ind[st].astype(int), g)
     return out
 
 

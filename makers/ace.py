@@ -75,7 +75,7 @@ class AceFitMaker(Maker):
     settings: AceFitSettings = field(default_factory=AceFitSettings)
     workdir: str | None = None
     potential_name: str = ""
-    progress: bool = False
+    progress: bool | None = None  # None: bars on an interactive terminal only
 
     @job(data=["files"])
     def make(self, dataset: DatasetRef | DatasetDoc | dict | str, warm_start: PotentialRef | None = None,

@@ -89,7 +89,7 @@ class DPTrainMaker(Maker):
     finetune: str | None = None
     model_branch: str | None = None
     workdir: str | None = None
-    progress: bool = False
+    progress: bool | None = None  # None: bars on an interactive terminal only
 
     @job(data=["files"])
     def make(self, dataset: DatasetRef | DatasetDoc | dict, member: int = 0, seed: int = 0,
@@ -250,7 +250,7 @@ class DPFitMaker(Maker):
     seed: int = 0
     workdir: str | None = None
     potential_name: str = ""
-    progress: bool = False
+    progress: bool | None = None  # None: bars on an interactive terminal only
 
     def make(self, dataset: DatasetRef | DatasetDoc | dict, warm_start: PotentialRef | None = None,
              campaign: str | None = None, base: PotentialRef | None = None) -> Flow:

@@ -101,7 +101,7 @@ class MDMaker(Maker):
     name: str = "md"
     engine: str = "ase"
     protocol: MDProtocol = field(default_factory=MDProtocol)
-    progress: bool = False
+    progress: bool | None = None  # None: bars on an interactive terminal only
     include_frames: bool = True
     trajectory: TrajectoryMode | None = None  # kept | full | none (see run_md_cached); None: by include_frames
 

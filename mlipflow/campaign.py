@@ -105,6 +105,24 @@ def build_flow(campaign: CampaignFile, workdir: Path | None = None):
         ) from None
 
 
+def run_in_store(flow, subdir: str, settings=None) -> dict:
+    """Run a flow (or one job) with jobflow into the configured store, in job directories under
+    ``<scratch_dir>/<subdir>`` (or ``subdir`` itself when absolute); the first failure raises (what the one-off commands run: ``potential
+    fit``/``select``, ``md run``). Returns jobflow's responses."""
+    from jobflow import Flow
+    from jobflow.managers.local import run_locally
+
+    from mlipflow.settings import apply_thread_settings, get_settings
+    from mlipflow.store import job_store
+
+    settings = settings or get_settings()
+    apply_thread_settings(settings)
+    root = Path(settings.scratch_dir).expanduser() / Path(subdir).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return run_locally(flow if isinstance(flow, Flow) else Flow([flow]), store=job_store(settings),
+                       create_folders=True, root_dir=root, log=False, raise_immediately=True)
+
+
 def campaign_hash(campaign: CampaignFile) -> str:
     """What identifies a campaign run: its name, flow, parameters and categories."""
     from mlipflow.schemas.base import content_hash

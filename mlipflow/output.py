@@ -43,8 +43,13 @@ def set_verbosity(level: int | None) -> None:
     os.environ[_ENV] = str(max(QUIET, min(VERBOSE, int(level))))
 
 
-def progress_enabled(requested: bool = True) -> bool:
-    """Whether a progress bar the caller asked for is shown (never in quiet mode)."""
+def progress_enabled(requested: bool | None = True) -> bool:
+    """Whether a progress bar is shown: never in quiet mode; ``None`` (the makers' default) shows it
+    only on an interactive terminal, so batch logs of workers get none."""
+    if requested is None:
+        import sys
+
+        return verbosity() > QUIET and sys.stderr.isatty()
     return bool(requested) and verbosity() > QUIET
 
 

@@ -158,11 +158,21 @@ def query_outputs(
         crit["output.type"] = doc_type
     if campaign:
         crit["output.campaign"] = campaign
+    settings = settings or get_settings()
+    if not load_blobs and settings.database.embedded:
+        # read-only commands (query, status, report): montydb directly — what maggma's MontyStore
+        # reads, without importing maggma.stores (boto3, paramiko, pymongo: ~0.7 s of start-up)
+        from montydb import MontyClient
+
+        path = settings.store_path
+        if not (path / "monty.storage.cfg").is_file():
+            return []  # nothing stored yet
+        coll = MontyClient(str(path))[settings.database.database][settings.database.collection]
+        return list(coll.find(crit, sort=[("completed_at", -1)], limit=limit))
     if load_blobs:
         store = job_store(settings)
         query = {"load": True}
     else:  # the outputs collection alone: what JobStore.query(load=False) reads, without importing jobflow
-        settings = settings or get_settings()
         store = collection(settings.database.collection, settings)
         query = {}
     store.connect()

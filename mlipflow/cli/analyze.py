@@ -51,7 +51,9 @@ def structure(
     """Density, coordination, bridging, Qn, bond angles, rings (and g(r), S(Q) plots)."""
     from mlipflow.analysis.io import detect_format, iter_frames, parse_type_map
     from mlipflow.analysis.structure import analyze_structure, parse_cutoffs, to_json_dict
+    from mlipflow.engines.dataset_io import expand_inputs
 
+    files = expand_inputs(files)  # directories and quoted globs too
     for f in files:
         if not f.is_file():
             raise UserError(f"no such file: {f}", "check the path")

@@ -62,8 +62,10 @@ def diffusion(
     """MSD per species (all time origins) and D ± σ (block average over time)."""
     from mlipflow.analysis import dynamics as dyn
     from mlipflow.analysis.io import detect_format, parse_type_map
+    from mlipflow.engines.dataset_io import expand_inputs
     from mlipflow.makers.analysis_dynamics import diffusion_results
 
+    files = expand_inputs(files)  # directories and quoted globs too (segments in name order)
     for f in files:
         if not f.is_file():
             raise UserError(f"no such file: {f}", "check the path")

@@ -48,7 +48,9 @@ def polarons(
     """Fe valence from Fe–O bonds (Gaussian mixture), valence flips, Li hops, rates, event pairs, layer profiles."""
     from mlipflow.analysis.io import parse_type_map
     from mlipflow.analysis.polarons import PolaronParams, analyze_polarons
+    from mlipflow.engines.dataset_io import expand_inputs
 
+    files = expand_inputs(files)  # directories and quoted globs too (segments in name order)
     missing = [str(f) for f in [*files, *([li_sites] if li_sites else [])] if not f.is_file()]
     if missing:  # (the format is checked by the reader, before the first frame)
         raise UserError(f"no such file: {', '.join(missing)}", "check the path")

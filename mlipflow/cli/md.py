@@ -87,14 +87,11 @@ def run(
     progress: bool = typer.Option(True, help="Progress bar (steps)."),
 ) -> None:
     """Run one MD protocol and store its document (MDRunDoc) like the flows do."""
-    from jobflow import Flow
-    from jobflow.managers.local import run_locally
-
+    from mlipflow.campaign import run_in_store
     from mlipflow.makers.md import MDMaker
     from mlipflow.registry import MD_ENGINES
     from mlipflow.schemas import content_hash
     from mlipflow.settings import apply_thread_settings, get_settings
-    from mlipflow.store import job_store
 
     MD_ENGINES.check(engine)
     prot = _protocol(protocol)
@@ -105,11 +102,7 @@ def run(
     rid = run_id or "md-" + content_hash("md-run-cli", prot.model_dump(mode="json"), ref.identity(), st.as_dict())[:12]
     job = MDMaker(name=f"md {rid}", engine=engine, protocol=prot, progress=progress, trajectory="full").make(
         st.as_dict(), ref, run_id=rid)
-    root = Path(settings.scratch_dir).expanduser() / "md-run"
-    root.mkdir(parents=True, exist_ok=True)
-    responses = run_locally(Flow([job]), store=job_store(settings), create_folders=True, root_dir=root, log=False,
-                            raise_immediately=True)
-    doc = responses[job.uuid][1].output
+    doc = run_in_store(job, "md-run", settings)[job.uuid][1].output
     t = Table(title=f"md run {rid}: {doc.formula} ({doc.nsites} atoms), {engine}, {ref.kind} {ref.name or ''}")
     for c in ("steps", "stopped early", "T last (K)", "E_pot last (eV)", "wall (s)"):
         t.add_column(c)

@@ -137,17 +137,6 @@ def resolve_dataset(spec: str):
     return doc.ref
 
 
-def _run_flow(flow, root: Path):
-    from jobflow.managers.local import run_locally
-
-    from mlipflow.settings import get_settings
-    from mlipflow.store import job_store
-
-    root.mkdir(parents=True, exist_ok=True)
-    return run_locally(flow, store=job_store(get_settings()), create_folders=True, root_dir=root, log=False,
-                       raise_immediately=True)
-
-
 def _write_out(doc, out: Path) -> list[Path]:
     from mlipflow.engines.potentials import write_blobs
 
@@ -179,6 +168,7 @@ def fit(
     progress: bool = typer.Option(True, help="Progress bars."),
 ) -> None:
     """Fit a potential on a stored dataset through jobflow into the configured store (like `mlipflow run`)."""
+    from mlipflow.campaign import run_in_store
     from mlipflow.settings import apply_thread_settings, get_settings
     from mlipflow.store import describe
 
@@ -200,7 +190,7 @@ def fit(
             overrides["maxiter"] = steps
         maker = AceFitMaker(settings=fit_settings(overrides), potential_name=name or "", progress=progress)
         flow = maker.make(ds)
-        responses = _run_flow(flow, root)
+        responses = run_in_store(flow, str(root), settings)
         doc = responses[flow.uuid][max(responses[flow.uuid])].output
     else:
         from mlipflow.engines.deepmd import PAPER_BRANCH, DPSettings, check_base
@@ -231,7 +221,7 @@ def fit(
         maker = DPFitMaker(settings=dps, ensemble=ensemble, finetune=finetune, model_branch=branch, seed=seed,
                            potential_name=name or "", progress=progress)
         flow = maker.make(ds)
-        responses = _run_flow(flow, root)
+        responses = run_in_store(flow, str(root), settings)
         gather = flow.jobs[-1]
         doc = responses[gather.uuid][max(responses[gather.uuid])].output
     console.print(_metrics_table(f"{doc.name} ({doc.kind}{', ensemble of ' + str(ensemble) if kind == 'dp' else ''})",
@@ -400,13 +390,9 @@ def select(
     """Pool-based selection: choose up to --max frames of POOL by the uncertainty of a potential
     (ACE: MaxVol D-optimality against its active set; DeePMD: ensemble force deviation), write them
     to --out, and store the selection document (type 'selection') like the flows do."""
-    from jobflow import Flow
-    from jobflow.managers.local import run_locally
-
+    from mlipflow.campaign import run_in_store
     from mlipflow.makers.ace import MaxVolSelector
     from mlipflow.makers.active_learning import PoolSelectMaker
-    from mlipflow.settings import apply_thread_settings, get_settings
-    from mlipflow.store import job_store
 
     ref = _selection_potential(potential, active_set)
     if ref.kind == "dp":
@@ -425,14 +411,8 @@ def select(
     read_pool(pool)  # bad input is refused here, before a job is created
     # the job runs in its own directory: files and patterns travel as absolute paths
     pool = [os.path.abspath(p) if Path(p).exists() or any(c in p for c in "*?[") else p for p in pool]
-    settings = get_settings()
-    apply_thread_settings(settings)
     job = PoolSelectMaker(selector=selector).make(list(pool), ref, str(out.resolve()))
-    root = Path(settings.scratch_dir).expanduser() / "pool-select"
-    root.mkdir(parents=True, exist_ok=True)
-    responses = run_locally(Flow([job]), store=job_store(settings), create_folders=True, root_dir=root, log=False,
-                            raise_immediately=True)
-    doc = responses[job.uuid][1].output
+    doc = run_in_store(job, "pool-select")[job.uuid][1].output
     table = Table(title=f"selection from {doc.n_candidates} frames ({doc.method}, {ref.kind} {ref.name or ''})")
     for col in ("chosen", "of", "uncertainty max", "median", "written to"):
         table.add_column(col)

@@ -124,3 +124,22 @@ def test_warm_start_fit(tiny_fit, emt_data, tmp_path):
 
     doc = potential_doc(r, warm_start_from=PotentialRef(kind="ace", input_hash=tiny_fit.input_hash))
     assert doc.warm_start_from.input_hash == tiny_fit.input_hash
+
+
+def test_potential_digest_ignores_pacemaker_metadata(tiny_fit, tmp_path):
+    """A refit's cache key holds the warm start's digest: the start time and user that pacemaker writes
+    into the YAML must not change it (two identical runs gave different keys), its numbers must."""
+    from mlipflow.engines.pacemaker import file_digest, potential_digest
+
+    text = Path(tiny_fit.potential_yaml).read_text()
+    assert text.startswith("metadata:") and "starttime" in text
+    other = tmp_path / "other.yaml"
+    other.write_text(text.replace("starttime:", "starttime: 1999-01-01 00:00:00.0\n  old_starttime:", 1))
+    assert file_digest(other) != file_digest(tiny_fit.potential_yaml)
+    assert potential_digest(other) == potential_digest(tiny_fit.potential_yaml)
+    changed = tmp_path / "changed.yaml"
+    import re
+
+    changed.write_text(re.sub(r"radcoefficients: \[\[\[([-0-9.e]+)",
+                              lambda m: f"radcoefficients: [[[{float(m.group(1)) + 1e-6!r}", text, count=1))
+    assert changed.read_text() != text and potential_digest(changed) != potential_digest(tiny_fit.potential_yaml)

@@ -168,3 +168,11 @@ def test_cli_pool_select_maxvol(tiny_fit, candidates, tmp_path, mlipflow_home):
     assert doc["method"] == "maxvol" and doc["n_candidates"] == len(candidates)
     assert doc["selected_indices"] == ref.selected_indices and doc["n_selected"] == len(read(out, index=":"))
     assert doc["parameters"]["fill_to"] == 6
+
+
+def test_gammas_in_chunks_equal_one_pass(tiny_fit, candidates):
+    """γ of a frame depends on that frame alone: chunked evaluation (progress for large pools) gives
+    the same numbers as one pass."""
+    a = candidate_gammas(candidates, tiny_fit.potential_yaml, tiny_fit.active_set, chunk=3)
+    b = candidate_gammas(candidates, tiny_fit.potential_yaml, tiny_fit.active_set, chunk=10**6)
+    assert len(a) == len(candidates) > 3 and np.array_equal(a, b)

@@ -81,7 +81,8 @@ def test_report_of_the_active_learning_campaign(tiny_al_killed, tmp_path):
     out = tmp_path / "al.html"
     text = _report(tiny_al_killed["env"], "al-tiny-emt", out)
     for part in ("Active learning", "first and final potential on the same test sets", "per iteration",
-                 "uncertainty of the candidates", "test error and labels per iteration", "Provenance"):
+                 "uncertainty of the candidates", "test error and labels per iteration", "Provenance",
+                 "on the fixed independent test set (al-tiny-emt-fixed-test v1", "F RMSE fixed set"):
         assert part in text
     png = tmp_path / "al.png"
     log = _render(out, png)

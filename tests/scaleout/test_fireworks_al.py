@@ -79,6 +79,23 @@ def test_same_documents_as_a_local_run_that_was_killed_and_rerun(runs):
     assert fw["campaign"] == 1 and fw["al_iteration"] >= 2 and fw["potential"] == 3
 
 
+def test_same_labels_and_potentials_as_the_local_run(runs):
+    """Determinism (issue 16): the FireWorks run computed everything again in its own directories
+    and store, yet its potentials (content hashes of data, settings and warm start) and its errors on
+    the fixed test set equal those of the local run."""
+    def summary(env):
+        return json.loads(_cli(["query", "--type", "campaign", "--json"], env).stdout)[0]["output"]["summary"]
+
+    local, fw = summary(runs["local"]), summary(runs["submitter"])
+    for key in ("first_potential", "final_potential"):
+        assert fw[key]["input_hash"] == local[key]["input_hash"], key
+    assert [h["potential"]["input_hash"] for h in fw["history"]] == [h["potential"]["input_hash"] for h in local["history"]]
+    assert [h["n_labeled"] for h in fw["history"]] == [h["n_labeled"] for h in local["history"]]
+    for key in ("first", "final"):
+        assert fw["fixed_test_set"][key]["force_rmse_eV_A"] == pytest.approx(local["fixed_test_set"][key]["force_rmse_eV_A"],
+                                                                           rel=1e-9)
+
+
 def test_every_firework_completed_with_its_category(runs):
     fws = runs["fireworks"]
     assert fws and all(state == "COMPLETED" for _, state, _ in fws), [f for f in fws if f[1] != "COMPLETED"]
