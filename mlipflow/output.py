@@ -74,6 +74,13 @@ class _JobLines(logging.Filter):
         if not record.name.startswith("jobflow"):
             return True  # the loggers' levels decide
         msg = record.getMessage()
+        if " failed with exception:\n" in msg:  # jobflow logs a failed job's traceback at INFO
+            if verbosity() >= VERBOSE:
+                return True
+            name, _, tb = msg.partition(" failed with exception:\n")
+            last = [ln for ln in tb.strip().splitlines() if ln.strip()][-1:] or [""]
+            record.msg, record.args = f"failed {name}: {last[0].strip()}  (-v shows the traceback)", ()
+            return True
         for prefix, word in (("Starting job - ", "start"), ("Finished job - ", "done ")):
             if msg.startswith(prefix):
                 rest = msg[len(prefix):]

@@ -62,5 +62,7 @@ def test_local_run_and_a_failing_job_leave_no_secret(tmp_path):
     env.update(MLIPFLOW_HOME=str(tmp_path / "home"), HOME=str(tmp_path), **SECRETS)
     r = _cli(["run", str(camp)], env, tmp_path)
     assert r.returncode == 1 and "did not complete" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "Traceback" in r.stdout + r.stderr  # the failure was logged in full ...
-    assert not _leaks(tmp_path, [r.stdout, r.stderr])  # ... without a secret
+    assert "failed eos_step_0" in " ".join(r.stdout.split()) and "Traceback" not in r.stdout  # one line by default
+    v = _cli(["-v", "run", str(camp), "--restart"], env, tmp_path)
+    assert v.returncode == 1 and "Traceback" in v.stdout + v.stderr  # the failure logged in full with -v ...
+    assert not _leaks(tmp_path, [r.stdout, r.stderr, v.stdout, v.stderr])  # ... without a secret
