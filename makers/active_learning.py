@@ -63,7 +63,7 @@ def generate_cells(cfg: StructuresConfig, seed: int, n_structures: int | None = 
     points = [points[i] for i in _pick_evenly(len(points), cfg.max_compositions)]
     cells = amorphous_structures(cfg.units, step=cfg.step, atoms=cfg.atoms, min_distance=cfg.min_distance,
                                  scales=cfg.scales, seed=seed, density=cfg.density, points=points,
-                                 use_mp=cfg.use_mp)
+                                 use_mp=cfg.use_mp, pair_min_distance=cfg.pair_min_distance)
     if n_structures is not None and n_structures < len(cells):
         cells = [cells[i] for i in _pick_evenly(len(cells), n_structures)]
     return cells

@@ -20,6 +20,8 @@ class StructuresConfig(_Strict):
     step: float = Field(0.1, gt=0, le=1, description="Mole-fraction grid step.")
     atoms: int = Field(100, ge=2, description="Approximate atoms per cell.")
     min_distance: float = Field(1.7, gt=0, description="Minimum interatomic distance at scale 1 (Å).")
+    pair_min_distance: dict[str, float] | None = Field(
+        None, description="Per-pair minimum distances at scale 1 (Å), e.g. {Na-Na: 2.6, P-P: 2.6}; other pairs: min_distance.")
     scales: list[float] = Field([0.8, 1.0, 1.2], description="Linear cell scale factors applied after packing.")
     end_members: bool = Field(True, description="Include pure end members of the grid.")
     density: float | None = Field(None, gt=0, description="Density (g/cm³); None: from crystalline phases.")
