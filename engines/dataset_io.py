@@ -248,7 +248,7 @@ def expand_inputs(items: Sequence[str | Path], keep_dirs: bool = False, skipped:
     out: list[Path] = []
     for item in items:
         text = str(item)
-        if not Path(text).exists() and any(c in text for c in "*?["):
+        if is_pattern(text):
             hits = sorted(glob.glob(text, recursive=True))
             if not hits:
                 raise UserError(f"no file matches {text!r}", "check the pattern (quote it to let mlipflow expand it)")
@@ -267,6 +267,11 @@ def expand_inputs(items: Sequence[str | Path], keep_dirs: bool = False, skipped:
     return [p for p in out if p not in drop]
 
 
+def is_pattern(text: str) -> bool:
+    """A glob pattern to expand (not an existing path that happens to hold ``*?[``)."""
+    return not Path(text).exists() and any(c in text for c in "*?[")
+
+
 def _is_vasp_dir(p: Path) -> bool:
     return any(p.glob("vasprun*.xml*")) or any(p.glob("OUTCAR*"))
 
@@ -281,7 +286,7 @@ def read_pool(items: Sequence[str]) -> tuple[list, list[str]]:
     names = None
     for item in items:
         text = str(item)
-        if not Path(text).exists() and not any(c in text for c in "*?["):
+        if not Path(text).exists() and not is_pattern(text):
             names = names if names is not None else {d.name for d in list_datasets()}
             name, sep, ver = text.rpartition(":")
             if not sep or not ver.isdigit():
@@ -295,10 +300,9 @@ def read_pool(items: Sequence[str]) -> tuple[list, list[str]]:
             origins += [f"{doc.name}:{doc.version}#{k}" for k in range(len(frames))]
             continue
         for p in expand_inputs([text], keep_dirs=True):
-            low = p.name.lower()
-            if low.endswith((".pkl", ".pkl.gz", ".pckl.gzip", ".pkl.gzip")) or p.is_dir() or "vasprun" in low \
-                    or "outcar" in low:
-                got = frames_to_atoms(import_files([p]))
+            importer = _importer(p)
+            if importer is not None and importer is not import_extxyz:  # xyz: ASE keeps unlabelled frames too
+                got = frames_to_atoms(importer(p))
             else:
                 from ase.io import read
 
@@ -320,18 +324,25 @@ def import_files(paths: Sequence[str | Path]) -> list[LabeledFrame]:
     ``vasprun*.xml``/``OUTCAR*`` or a VASP run directory."""
     out: list[LabeledFrame] = []
     for p in map(Path, paths):
-        name = p.name.lower()
         if not p.exists():
             raise UserError(f"{p} does not exist", "check the path")
-        if name.endswith((".pkl", ".pkl.gz", ".pckl.gzip", ".pkl.gzip")):
-            out += import_pacemaker(p)
-        elif name.endswith((".xyz", ".extxyz")):
-            out += import_extxyz(p)
-        elif p.is_dir() or "vasprun" in name or "outcar" in name:
-            out += import_vasp(p)
-        else:
+        importer = _importer(p)
+        if importer is None:
             raise UserError(f"unknown file type {p.name}", "give *.pkl.gz, *.extxyz/*.xyz, vasprun.xml, OUTCAR or a VASP run directory")
+        out += importer(p)
     return out
+
+
+def _importer(p: Path):
+    """The importer of a labelled file by its type (None: not one of them)."""
+    name = p.name.lower()
+    if name.endswith((".pkl", ".pkl.gz", ".pckl.gzip", ".pkl.gzip")):
+        return import_pacemaker
+    if name.endswith((".xyz", ".extxyz")):
+        return import_extxyz
+    if p.is_dir() or "vasprun" in name or "outcar" in name:
+        return import_vasp
+    return None
 
 
 # ----------------------------------------------------------------------------- sampling

@@ -406,11 +406,11 @@ def select(
     else:
         raise UserError(f"a {ref.kind!r} potential has no uncertainty to select by",
                         "give an ACE potential with its active set or a DeePMD ensemble")
-    from mlipflow.engines.dataset_io import read_pool
+    from mlipflow.engines.dataset_io import is_pattern
 
-    read_pool(pool)  # bad input is refused here, before a job is created
-    # the job runs in its own directory: files and patterns travel as absolute paths
-    pool = [os.path.abspath(p) if Path(p).exists() or any(c in p for c in "*?[") else p for p in pool]
+    # the job runs in its own directory: files and patterns travel as absolute paths (the job reads
+    # the pool once; a bad pool stops it before anything is stored, with the reader's message)
+    pool = [os.path.abspath(p) if Path(p).exists() or is_pattern(p) else p for p in pool]
     job = PoolSelectMaker(selector=selector).make(list(pool), ref, str(out.resolve()))
     doc = run_in_store(job, "pool-select")[job.uuid][1].output
     table = Table(title=f"selection from {doc.n_candidates} frames ({doc.method}, {ref.kind} {ref.name or ''})")
