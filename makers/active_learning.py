@@ -27,6 +27,7 @@ from mlipflow.schemas import (
     CandidateRecord,
     DatasetDoc,
     DatasetRef,
+    DistilDoc,
     ErrorMetrics,
     MDProtocol,
     MDRunDoc,
@@ -381,6 +382,13 @@ class PoolSelectMaker(Maker):
                             records=[CandidateRecord(**r) for r in res["records"]],
                             uncertainty=UncertaintyStats(**stats), parameters=params, out_file=out_file,
                             input_hash=content_hash("pool-select", pool, potential.identity(), params))
+
+
+@job
+def record_distillation(doc: Any) -> DistilDoc:
+    """Light job: put a finished pool-based active-learning run (``mlipflow potential distil``, whose
+    fits ran as cache entries) into the store as a ``distillation`` document."""
+    return DistilDoc.model_validate(doc)
 
 
 def _jsonable(d: dict) -> dict:

@@ -393,6 +393,44 @@ def _section_generic(summary: dict) -> list[str]:
     return ["<h2>Summary</h2>", table(["quantity", "value"], rows)]
 
 
+def _section_validation(docs: list[dict]) -> list[str]:
+    """Validation documents (``mlipflow potential validate --campaign``): problems, errors per
+    composition, E–V curves against the reference, melt stability, uncertain production frames."""
+    plt = _plt()
+    from mlipflow.engines.validation import plot_eos
+
+    out = ["<h2>Validation before production</h2>"]
+    for d in docs:
+        v = d["output"]
+        pot = v.get("potential") or {}
+        out.append(f"<h3>{esc(pot.get('name') or pot.get('kind'))} ({esc((pot.get('input_hash') or '')[:12])})</h3>")
+        problems = v.get("problems") or []
+        out.append("<p><b>all checks passed</b></p>" if not problems else
+                   "<ul>" + "".join(f"<li class='bad'>{esc(p)}</li>" for p in problems) + "</ul>")
+        if v.get("by_composition"):
+            out.append(table(["composition", "frames", "energy RMSE (eV/atom)", "force RMSE (eV/Å)"],
+                             [[r["composition"], r["n_frames"], *_metrics(r.get("errors"))] for r in v["by_composition"]],
+                             "errors per composition region"))
+        if v.get("eos"):
+            out.append(table(["crystal", "V0 (Å³/atom)", "reference V0", "ΔV0", "B0 (GPa)", "reference B0", "ΔB0"],
+                             [[e["name"], fmt(e.get("v0_A3_atom")), fmt(e.get("reference_v0_A3_atom")),
+                               fmt(e.get("v0_error"), "+.1%"), fmt(e.get("b0_GPa")), fmt(e.get("reference_b0_GPa")),
+                               fmt(e.get("b0_error"), "+.0%")] for e in v["eos"]], "E–V curves (Birch–Murnaghan)"))
+            fig = plt.figure(figsize=(3.2 * len(v["eos"]), 3.0))
+            out.append(figure_from_matplotlib(plot_eos(v["eos"], fig=fig), "E–V curves: potential (lines), reference (points)"))
+        st = v.get("stability")
+        if st:
+            th = v.get("thresholds") or {}
+            out.append(f"<p>melt stability at {fmt(th.get('stability_temperature_K'))} K on {fmt(st.get('natoms'))} atoms: "
+                       f"<b>{'bounded' if st.get('bounded') else 'not bounded'}</b> after {fmt(st.get('steps_done'))} steps"
+                       f"{'' if st.get('bounded') else ' — ' + esc(st.get('reason'))}</p>")
+        u = v.get("uncertainty")
+        if u:
+            out.append(f"<p>production frames ({esc(u.get('source'))}): {fmt(u.get('n_above'))} of {fmt(u.get('n_frames'))} "
+                       f"({fmt(u.get('fraction_above'), '.1%')}) with {esc(u.get('signal'))} above {fmt(u.get('threshold'))}</p>")
+    return out
+
+
 def _provenance(top: dict, members: list[dict], settings) -> list[str]:
     from mlipflow.settings import public_settings
 
@@ -433,6 +471,13 @@ def build_report(campaign: str, settings=None) -> str:
         body += _section_lfp(summary, types)
     else:
         body += _section_generic(summary)
+    from mlipflow.store import query_outputs
+
+    vals = list(types.get("validation", []))
+    seen = {d.get("uuid") for d in vals}
+    vals += [d for d in query_outputs(doc_type="validation", campaign=campaign, settings=settings) if d.get("uuid") not in seen]
+    if vals:
+        body += _section_validation(vals)
     body += _provenance(top, members, settings)
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>mlipflow report: {esc(campaign)}</title><style>{CSS}</style></head><body>"

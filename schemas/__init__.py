@@ -7,6 +7,10 @@ from mlipflow.schemas.potentials import (
     ActiveLearningSummary,
     ALIterationDoc,
     CandidateRecord,
+    CompositionErrors,
+    DistilDoc,
+    DistilRound,
+    EosCheck,
     ErrorMetrics,
     FixedSetErrors,
     FixedTestSetComparison,
@@ -17,7 +21,9 @@ from mlipflow.schemas.potentials import (
     StabilityResult,
     StopReason,
     TrustRatios,
+    UncertaintyFraction,
     UncertaintyStats,
+    ValidationDoc,
 )
 
 __all__ = [
@@ -25,5 +31,6 @@ __all__ = [
     "LabelerSpec", "FrameStatus", "DatasetDoc", "PotentialDoc", "ErrorMetrics", "ALIterationDoc",
     "CandidateRecord", "MDProtocol", "MDStage", "StageWindow", "MDRunDoc", "StructureSetDoc", "AnalysisDoc",
     "CampaignDoc", "DatasetRef", "PotentialRef", "StopReason", "UncertaintyStats", "IterationSummary",
-    "StabilityResult", "ActiveLearningSummary", "TrustRatios", "FixedSetErrors", "SelectionDoc", "FixedTestSetComparison",
+    "StabilityResult", "ActiveLearningSummary", "TrustRatios", "FixedSetErrors", "SelectionDoc", "FixedTestSetComparison", "DistilDoc", "DistilRound",
+    "CompositionErrors", "EosCheck", "UncertaintyFraction", "ValidationDoc",
 ]

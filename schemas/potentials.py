@@ -164,6 +164,101 @@ class SelectionDoc(MlipflowDocument):
     out_file: str | None = Field(None, description="extxyz the chosen frames were written to (labels kept).")
 
 
+class DistilRound(Model):
+    """One round of pool-based active learning: the labels so far, the refit's test errors, and
+    what the strategy's next choice looked like."""
+
+    round: int = Field(..., description="0 = the initial set; k = after the k-th batch.")
+    n_labels: int = Field(..., description="Labelled frames the potential of this round was fitted on.")
+    n_added: int = Field(0, description="Frames added by the batch that led to this round (0 for round 0).")
+    n_by_uncertainty: int = Field(0, description="Of those, frames chosen by the uncertainty (the rest filled at random).")
+    test: ErrorMetrics = Field(default_factory=ErrorMetrics, description="Errors on the fixed test set.")
+    added_high_force_fraction: float | None = Field(
+        None, description="Fraction of the added frames with a reference force component above high_force.")
+    pool_uncertainty: UncertaintyStats | None = Field(
+        None, description="γ (ACE) or max force deviation (DP) over the frames not yet chosen, as the "
+        "next selection saw it; n_above_lo = frames above the tolerance.")
+    fit_time_s: float | None = Field(None, description="Fit wall time (s; cached fits: the original time).")
+    select_time_s: float | None = Field(None, description="Wall time of the next selection (s).")
+    cached: bool = Field(False, description="The fit came from the cache.")
+
+
+class DistilDoc(MlipflowDocument):
+    """Pool-based active learning (``mlipflow potential distil``): from a small initial set, add
+    labelled pool frames in batches chosen by a strategy, refit after each, and measure the test
+    error against the number of labels (the label-efficiency curve)."""
+
+    doc_type = "distillation"
+    kind: str = Field(..., description="Potential kind fitted ('ace' or 'dp').")
+    strategy: str = Field(..., description="'random', 'maxvol' (ACE D-optimality) or 'deviation' (DP ensemble).")
+    seed: int = Field(0, description="Seed of the random choices of this strategy (the initial set has its own).")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Every setting of the run (sizes, filters, fit settings).")
+    pool: list[str] = Field(default_factory=list, description="Where the pool came from (files, dataset versions).")
+    n_pool: int = Field(0, description="Usable labelled frames in the pool.")
+    n_test: int = Field(0, description="Frames in the fixed test set.")
+    rounds: list[DistilRound] = Field(default_factory=list, description="One row per fit.")
+    chosen: list[str] = Field(default_factory=list, description="frame_ids of the labels, in the order they were added.")
+    final_potential: PotentialRef | None = Field(None, description="The last fit (files in the cache).")
+    time_s: float | None = Field(None, description="Wall time of the whole run (s).")
+
+
+class CompositionErrors(Model):
+    """Errors of a potential on the labelled frames of one composition region."""
+
+    composition: str = Field(..., description="Composition label (generated cells) or reduced formula.")
+    formula: str = Field("", description="Reduced formula of the first frame.")
+    n_frames: int = Field(0, description="Frames of this composition.")
+    errors: ErrorMetrics = Field(default_factory=ErrorMetrics, description="Energy (eV/atom) and force (eV/Å) errors.")
+
+
+class EosCheck(Model):
+    """E–V curve of a reference crystal with the potential, and with the reference labeler."""
+
+    name: str = Field(..., description="Crystal name (or the file's stem).")
+    formula: str = Field("", description="Empirical formula.")
+    natoms: int = Field(0, description="Atoms in the cell.")
+    volumes_A3_atom: list[float] = Field(default_factory=list, description="Volumes (Å³/atom).")
+    energies_eV_atom: list[float] = Field(default_factory=list, description="Potential energies (eV/atom).")
+    v0_A3_atom: float | None = Field(None, description="Birch–Murnaghan equilibrium volume of the potential.")
+    b0_GPa: float | None = Field(None, description="Birch–Murnaghan bulk modulus of the potential (GPa).")
+    reference_labeler: str | None = Field(None, description="Labeler of the reference curve.")
+    reference_energies_eV_atom: list[float] | None = Field(None, description="Reference energies (eV/atom).")
+    reference_v0_A3_atom: float | None = Field(None, description="Reference equilibrium volume.")
+    reference_b0_GPa: float | None = Field(None, description="Reference bulk modulus (GPa).")
+    v0_error: float | None = Field(None, description="V0 / V0_ref - 1.")
+    b0_error: float | None = Field(None, description="B0 / B0_ref - 1.")
+    shape_rmse_eV_atom: float | None = Field(None, description="RMSE of E - E_min between the two curves (eV/atom).")
+    note: str | None = Field(None, description="What went wrong, if anything.")
+
+
+class UncertaintyFraction(Model):
+    """How much of a set of (production-MD) frames the potential extrapolates on."""
+
+    signal: str = Field(..., description="'gamma' (ACE) or 'deviation' (DP ensemble max force deviation, eV/Å).")
+    threshold: float = Field(..., description="Threshold (the collection threshold of the campaign, e.g. γ 2.5).")
+    n_frames: int = Field(0, description="Frames evaluated.")
+    n_above: int = Field(0, description="Frames above the threshold.")
+    fraction_above: float | None = Field(None, description="n_above / frames with a finite value.")
+    median: float | None = Field(None, description="Median per-frame value.")
+    max: float | None = Field(None, description="Largest per-frame value.")
+    source: str = Field("", description="Where the frames came from.")
+
+
+class ValidationDoc(MlipflowDocument):
+    """Checks of one potential before production (``mlipflow potential validate``)."""
+
+    doc_type = "validation"
+    potential: PotentialRef = Field(..., description="The potential checked.")
+    overall: ErrorMetrics | None = Field(None, description="Errors on all labelled frames given.")
+    by_composition: list[CompositionErrors] = Field(default_factory=list, description="Errors per composition region.")
+    dataset: DatasetRef | None = Field(None, description="The labelled frames (a dataset version's test split).")
+    eos: list[EosCheck] = Field(default_factory=list, description="E–V curves of reference crystals.")
+    stability: StabilityResult | None = Field(None, description="Melt stability at the target temperature.")
+    uncertainty: UncertaintyFraction | None = Field(None, description="Production-MD frames above the collection threshold.")
+    problems: list[str] = Field(default_factory=list, description="What failed the checks, one sentence each (empty: all passed).")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="The limits the checks used.")
+
+
 class TrustRatios(Model):
     """DP-GEN's classification of explored frames by the ensemble's max force deviation."""
 
@@ -248,3 +343,6 @@ class ActiveLearningSummary(Model):
     stability: dict[str, StabilityResult] = Field(default_factory=dict, description="'first'/'final' -> stability run.")
     cache: dict[str, dict[str, int]] = Field(default_factory=dict, description="Cache hits and computations per kind.")
     plots: dict[str, str] = Field(default_factory=dict, description="Plot name -> path.")
+
+
+ValidationDoc.model_rebuild()  # its stability field is a StabilityResult, defined further down

@@ -431,3 +431,220 @@ def select(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(doc.model_dump_json(indent=1))
     console.print(f"stored: selection (job {job.uuid}); query: mlipflow query --type selection", highlight=False)
+
+
+# ----------------------------------------------------------------------------- distil
+
+
+def _distil_frames(specs: list[str]):
+    from mlipflow.engines.repository import load_dataset
+
+    frames, docs = [], []
+    for spec in specs:
+        ref = resolve_dataset(spec)
+        doc, got = load_dataset(ref.name, ref.version)
+        frames += got
+        docs.append(doc)
+    return frames, docs
+
+
+@app.command("distil")
+def distil(
+    pool: List[str] = typer.Argument(..., help="Labelled pool: stored datasets NAME[:VERSION] or labelled files "
+                                     "(extxyz, pacemaker pickle, vasprun.xml), imported into datasets first."),
+    test: List[str] = typer.Option(..., "--test", help="Fixed test set (datasets or files), apart from the pool; repeat."),
+    kind: str = typer.Option("ace", "--kind", help="ace (pacemaker) or dp (DeePMD-kit)."),
+    strategy: str = typer.Option("maxvol", "--strategy", help="ace: maxvol | random; dp: deviation | random."),
+    init: int = typer.Option(40, "--init", help="Initial labels (random, --init-seed)."),
+    batch: int = typer.Option(30, "--batch", help="Labels added per round."),
+    rounds: int = typer.Option(5, "--rounds", help="Rounds (refits after the initial fit)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the strategy's random choices."),
+    init_seed: int = typer.Option(0, "--init-seed", help="Seed of the initial set (keep it to compare strategies)."),
+    preset: str = typer.Option("tiny", "--preset", help="Fit settings: ace tiny | mini | paper; dp tiny | mini."),
+    functions: Optional[int] = typer.Option(None, "--functions", help="ace: functions per element (overrides the preset)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="ace: maxiter; dp: numb_steps (override the preset)."),
+    models: int = typer.Option(2, "--models", help="dp: ensemble members (the deviation needs two or more)."),
+    gamma_cap: Optional[float] = typer.Option(None, "--gamma-cap", help="ace maxvol: frames with max γ above this never enter MaxVol."),
+    f_trust_hi: Optional[float] = typer.Option(None, "--f-trust-hi", help="dp deviation: frames at or above this deviation are skipped (eV/Å)."),
+    max_force: Optional[float] = typer.Option(None, "--max-force", help="Never add frames with a reference force component above this (eV/Å)."),
+    fill: bool = typer.Option(True, "--fill/--no-fill", help="Top a batch up at random when the uncertainty runs out of candidates."),
+    reference_energies: Optional[Path] = typer.Option(None, "--reference-energies", help="ace: isolated-atom energies "
+                                                      "(JSON/YAML {El: eV}); default: the pool dataset's, else its labeler's."),
+    out: Path = typer.Option(Path("distil"), "--out", help="Writes distil.json, label_efficiency.png and chosen.extxyz here."),
+    progress: bool = typer.Option(False, help="Progress bars of the fits."),
+) -> None:
+    """Pool-based active learning: from --init random frames of POOL, add --batch frames per round
+    chosen by --strategy, refit, and measure the error on the fixed --test set after every round.
+    Distils a large labelled dataset into the frames a potential needs, and measures how many labels
+    a strategy saves against random choice (run it with --strategy random too)."""
+    from mlipflow.engines.ace_eval import load_reference_energies
+    from mlipflow.engines.dataset_io import export_extxyz
+    from mlipflow.engines.pool_al import STRATEGIES, plot_label_efficiency, run_pool_al
+    from mlipflow.settings import apply_thread_settings, get_settings
+
+    kind = kind.lower()
+    if kind not in STRATEGIES:
+        raise UserError(f"unknown potential kind {kind!r}", f"use --kind {' or '.join(STRATEGIES)}")
+    if strategy not in STRATEGIES[kind]:
+        raise UserError(f"strategy {strategy!r} does not apply to {kind}", f"use --strategy {' or '.join(STRATEGIES[kind])}")
+    apply_thread_settings(get_settings())
+    pool_frames, pool_docs = _distil_frames(pool)
+    test_frames, _ = _distil_frames(test)
+    fit_kw: dict = {}
+    if kind == "ace":
+        from mlipflow.engines.pacemaker import AceFitSettings
+
+        presets = {"tiny": AceFitSettings.tiny, "mini": AceFitSettings.mini, "paper": AceFitSettings.paper}
+        if preset not in presets:
+            raise UserError(f"unknown ace preset {preset!r}", f"use --preset {' or '.join(presets)}")
+        over = {k: v for k, v in (("number_of_functions_per_element", functions), ("maxiter", steps)) if v}
+        fit_kw["ace_settings"] = presets[preset](**over)
+        refs = load_reference_energies(reference_energies) if reference_energies else None
+        refs = refs or next((d.reference_energies for d in pool_docs if d.reference_energies), None)
+        if not refs:
+            from mlipflow.engines.labelers import get_labeler
+
+            labelers = sorted({f.labeler for f in pool_frames})
+            lab = None
+            if len(labelers) == 1 and not labelers[0].startswith(("import", "vasp")):
+                try:
+                    lab = get_labeler(labelers[0])  # an embedded labeler computes its isolated atoms in seconds
+                except UserError:
+                    lab = None
+            if lab is None:
+                raise UserError(f"no reference energies for the pool (labelled by {', '.join(labelers)})",
+                                "give --reference-energies FILE with the isolated-atom energy of each element")
+            refs = lab.reference_energies(sorted({e for f in pool_frames for e in f.elements}))
+        fit_kw["reference_energies"] = refs
+    else:
+        from mlipflow.engines.deepmd import DPSettings
+
+        if functions or gamma_cap is not None or reference_energies:
+            raise UserError("--functions, --gamma-cap and --reference-energies are ACE options", "drop them for --kind dp")
+        fit_kw["dp_settings"] = DPSettings.preset(preset, **({"numb_steps": int(steps)} if steps else {}))
+        fit_kw["n_models"] = models
+
+    def show(r) -> None:
+        added = "" if r.round == 0 else (f"  +{r.n_added} ({r.n_by_uncertainty} by {strategy})" if strategy != "random"
+                                         else f"  +{r.n_added}")
+        console.print(f"round {r.round}: {r.n_labels:5d} labels{added}  test force RMSE {_fmt(r.test.force_rmse)} eV/Å  "
+                      f"energy RMSE {_fmt(r.test.energy_rmse)} eV/atom{'  (cached fit)' if r.cached else ''}", highlight=False)
+
+    console.print(f"[bold]distil[/] {len(pool_frames)} pool frames, {len(test_frames)} test frames: {kind} {strategy}, "
+                  f"{init} + {rounds} × {batch} labels")
+    doc = run_pool_al(pool_frames, test_frames, kind=kind, strategy=strategy, init=init, batch=batch, rounds=rounds,
+                      seed=seed, init_seed=init_seed, gamma_cap=gamma_cap, f_trust_hi=f_trust_hi, max_force=max_force,
+                      fill="random" if fill else "none", pool_origin=list(pool), progress=progress, on_round=show, **fit_kw)
+    out.mkdir(parents=True, exist_ok=True)
+    by_id = {f.frame_id: f for f in pool_frames}
+    export_extxyz([by_id[i] for i in doc.chosen], out / "chosen.extxyz")
+    plot_label_efficiency([doc], out / "label_efficiency.png", f"{kind} {strategy}: test error against labels")
+    from mlipflow.campaign import run_in_store
+    from mlipflow.makers.active_learning import record_distillation
+
+    job = record_distillation(doc)
+    run_in_store(job, "distil")
+    (out / "distil.json").write_text(doc.model_dump_json(indent=1))
+    final = doc.final_potential
+    console.print(f"final potential ({doc.rounds[-1].n_labels} labels): {final.paths.get('model')}", highlight=False)
+    console.print(f"written: {out / 'distil.json'}, {out / 'label_efficiency.png'}, {out / 'chosen.extxyz'}; "
+                  f"stored: distillation (job {job.uuid}); query: mlipflow query --type distillation", highlight=False)
+
+
+# ----------------------------------------------------------------------------- validate
+
+
+@app.command("validate")
+def validate(
+    potential: str = typer.Argument(..., help="The potential: a file (ACE .yaml with its .asi beside it, DeePMD .pth), "
+                                    "a shipped classical set, or JSON such as '{\"campaign\": \"nafepo4-mini\", \"which\": \"final\"}'."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Labelled frames for the errors per composition: a stored "
+                                          "dataset NAME[:VERSION] (its test split) or a labelled file."),
+    split: str = typer.Option("test", "--split", help="Which frames of --dataset: test | train | all."),
+    crystal: Optional[List[str]] = typer.Option(None, "--crystal", help="Reference crystals for E–V curves (repeat): "
+                                                "Na2O, FeO, LiFePO4, NaFePO4-olivine or a structure file. Default: "
+                                                "Na2O, FeO, NaFePO4-olivine."),
+    labeler: str = typer.Option("chgnet", "--labeler", help="Reference for the E–V curves ('none': the potential's curve only)."),
+    temperature: float = typer.Option(2000.0, "--temperature", help="Melt-stability temperature (K)."),
+    atoms: int = typer.Option(297, "--atoms", help="Atoms in the melt-stability cell (0: no stability run)."),
+    ps: float = typer.Option(0.5, "--ps", help="Melt-stability duration (ps)."),
+    engine: str = typer.Option("ase", "--engine", help="MD engine of the stability run (ase | lammps)."),
+    trajectory: Optional[List[Path]] = typer.Option(None, "--trajectory", help="Production-MD trajectory files (repeat) "
+                                                    "for the fraction of frames above --gamma."),
+    types: Optional[str] = typer.Option(None, "--types", help="Elements of LAMMPS types 1,2,... in the trajectories, e.g. Fe,Na,O,P."),
+    every: int = typer.Option(1, "--every", help="Use every N-th trajectory frame."),
+    gamma: float = typer.Option(2.5, "--gamma", help="Collection threshold (γ for ACE, eV/Å deviation for DP)."),
+    campaign: Optional[str] = typer.Option(None, "--campaign", help="Attach the document to this campaign (its report shows it)."),
+    plot: Path = typer.Option(Path("validation_eos.png"), "--plot", help="E–V curves written here."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the validation document as JSON here."),
+) -> None:
+    """Check a potential before production: errors per composition region, E–V curves of reference
+    crystals against the reference labeler, melt stability at the target temperature, and the fraction
+    of production frames it extrapolates on. One stored document (type 'validation'), one line per problem."""
+    from mlipflow.campaign import run_in_store
+    from mlipflow.cli.md import parse_potential
+    from mlipflow.engines.labelers import check_labeler
+    from mlipflow.engines.validation import CRYSTALS, plot_eos
+    from mlipflow.makers.validation import ValidationMaker
+    from mlipflow.schemas.active_learning import StabilityConfig
+
+    ref = parse_potential(potential)
+    if split not in ("test", "train", "all"):
+        raise UserError(f"--split {split!r}", "use --split test, train or all")
+    crystals = list(crystal or ["Na2O", "FeO", "NaFePO4-olivine"])
+    for c in crystals:
+        if c not in CRYSTALS and not Path(c).is_file():
+            raise UserError(f"unknown reference crystal {c!r}", f"use {', '.join(CRYSTALS)} or a structure file")
+    lab = None if labeler.lower() == "none" else labeler
+    if lab:
+        check_labeler(lab)
+    for t in trajectory or []:
+        if not t.exists():
+            raise UserError(f"trajectory {t} does not exist", "check the path")
+    if trajectory:
+        from mlipflow.engines.potentials import kind_of
+
+        if kind_of(ref.kind).uncertainty is None:
+            raise UserError(f"a {ref.kind} potential has no uncertainty for --trajectory",
+                            "give an ACE potential with its active set or a DeePMD ensemble, or drop --trajectory")
+    ds = resolve_dataset(dataset) if dataset else None
+    stab = StabilityConfig(atoms=atoms, temperature=temperature, ps=ps) if atoms > 0 else None
+    maker = ValidationMaker(crystals=crystals, labeler=lab, stability=stab, engine=engine, gamma_threshold=gamma,
+                            trajectory_every=every, trajectory_types=types.split(",") if types else None,
+                            split=split)
+    flow = maker.make(ref, ds, [str(t.resolve()) for t in trajectory or []], campaign=campaign)
+    responses = run_in_store(flow, "validate")
+    gather = flow.jobs[-1]
+    doc = responses[gather.uuid][max(responses[gather.uuid])].output
+    if doc.by_composition:
+        console.print(_metrics_table(f"errors of {ref.label} per composition ({doc.dataset.name}:{doc.dataset.version} {split})",
+                                     {r.composition: r.errors for r in doc.by_composition}))
+    if doc.eos:
+        t = Table(title="E–V curves (Birch–Murnaghan)")
+        for col in ("crystal", "V0 Å³/atom", "ref V0", "ΔV0", "B0 GPa", "ref B0", "ΔB0", "shape RMSE meV/atom"):
+            t.add_column(col)
+        for e in doc.eos:
+            t.add_row(e.name, _fmt(e.v0_A3_atom), _fmt(e.reference_v0_A3_atom),
+                      "" if e.v0_error is None else f"{e.v0_error:+.1%}", _fmt(e.b0_GPa), _fmt(e.reference_b0_GPa),
+                      "" if e.b0_error is None else f"{e.b0_error:+.0%}",
+                      "" if e.shape_rmse_eV_atom is None else f"{e.shape_rmse_eV_atom * 1e3:.1f}")
+        console.print(t)
+        plot_eos(doc.eos, plot)
+        console.print(f"E–V plot: {plot}", highlight=False)
+    if doc.stability:
+        s = doc.stability
+        console.print(f"melt stability at {temperature:g} K, {s.natoms} atoms: "
+                      f"{'bounded' if s.bounded else 'NOT bounded'} ({s.steps_done} steps){'' if s.bounded else ': ' + str(s.reason)}",
+                      highlight=False)
+    if doc.uncertainty:
+        u = doc.uncertainty
+        console.print(f"production frames: {u.n_above} of {u.n_frames} ({(u.fraction_above or 0):.1%}) with {u.signal} above "
+                      f"{u.threshold:g} (median {_fmt(u.median)}, max {_fmt(u.max)})", highlight=False)
+    for p in doc.problems:
+        console.print(f"[red]problem:[/] {p}", highlight=False)
+    if not doc.problems:
+        console.print("[green]all checks passed[/]")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(doc.model_dump_json(indent=1))
+    console.print(f"stored: validation (job {gather.uuid}); query: mlipflow query --type validation", highlight=False)

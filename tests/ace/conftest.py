@@ -62,3 +62,9 @@ def tiny_fit(emt_data, tmp_path_factory):
 
     wd = tmp_path_factory.mktemp("tiny_fit")
     return fit_ace(emt_data["train"], emt_data["test"], AceFitSettings.tiny(), wd, progress=False)
+
+
+@pytest.fixture(scope="session")
+def emt_factory():
+    """:func:`emt_structures` itself, for tests that need their own number of frames or seed."""
+    return emt_structures
