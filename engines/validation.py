@@ -187,10 +187,8 @@ def uncertainty_fraction(potential, frames: Sequence[Any], threshold: float, sou
     """Per-frame uncertainty of ``potential`` (γ for ACE, max force deviation for a DP ensemble)
     and the fraction above ``threshold``."""
     from mlipflow.engines.md import to_atoms
-    from mlipflow.engines.potentials import materialize
+    from mlipflow.engines.potentials import kind_of, materialize
     from mlipflow.schemas import PotentialRef
-
-    from mlipflow.engines.potentials import kind_of
 
     ref = PotentialRef.coerce(potential)
     if kind_of(ref.kind).uncertainty is None:
