@@ -157,7 +157,7 @@ def cmd_run(args) -> None:
         doc = run_pool_al(pool, test, kind=args.kind, strategy=args.strategy, init=args.init, batch=args.batch,
                           rounds=args.rounds, seed=seed, reference_energies=refs if args.kind == "ace" else None,
                           gamma_cap=args.gamma_cap, max_force=args.max_force, fill=args.fill,
-                          f_trust_hi=args.f_trust_hi, pool_origin=[str(W / "pool.jsonl.gz")],
+                          f_trust_hi=args.f_trust_hi, pool_origin=[str(W / "pool.jsonl.gz")], **fit_kw,
                           on_round=lambda r: print(f"  round {r.round}: {r.n_labels:4d} labels  F {r.test.force_rmse:.3f} eV/Å"
                                                    f"  E {r.test.energy_rmse:.4f} eV/atom  added |F|>30: "
                                                    f"{'' if r.added_high_force_fraction is None else f'{r.added_high_force_fraction:.0%}'}"
@@ -166,7 +166,7 @@ def cmd_run(args) -> None:
                                                    flush=True))
         from mlipflow.engines.pool_al import curve_label
 
-        name = curve_label(doc).replace(" ", "_").replace("|", "").replace("≤", "le").replace("γ", "g").replace("σ_f<", "sf")
+        name = curve_label(doc).replace(" ", "_").replace("≤", "le").replace("γ", "g").replace("σ_f<", "sf")
         (out / f"{name}-seed{seed}.json").write_text(doc.model_dump_json(indent=1))
         print(f"{curve_label(doc)} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -181,14 +181,15 @@ def cmd_report(args) -> None:
         plot = Path(str(args.plot).replace(".png", f"_{kind}.png"))
         plot_label_efficiency(group, plot, f"NaFePO4 pool ({group[0].n_pool} frames), test set {group[0].n_test} frames")
         print(f"\n{kind}: plot {plot}")
-        print("| strategy | seeds | labels | final force RMSE (eV/Å) | final energy RMSE (meV/atom) | labels to random's final F | labels to random's final E | added frames with a component > 30 eV/Å |")
+        print("| strategy | seeds | labels | final force RMSE / MAE (eV/Å) | final energy RMSE / MAE (meV/atom) | labels to random's final F RMSE | labels to random's final E RMSE | added frames with a component > 30 eV/Å |")
         print("|---|---|---|---|---|---|---|---|")
         for r in efficiency_table(group):
-            def f(x, fmt):
-                return "not reached" if x is None else format(x, fmt)
-            print(f"| {r['strategy']} | {r['seeds']} | {r['final_labels']} | {r['final_force_rmse']:.3f} | "
-                  f"{r['final_energy_rmse'] * 1e3:.1f} | {f(r.get('labels_to_force_rmse'), '.0f')} | "
-                  f"{f(r.get('labels_to_energy_rmse'), '.0f')} | "
+            def f(x, fmt, baseline=False):
+                return "(baseline)" if baseline else "not reached" if x is None else format(x, fmt)
+            print(f"| {r['strategy']} | {r['seeds']} | {r['final_labels']} | {r['final_force_rmse']:.2f} / "
+                  f"{r['final_force_mae']:.2f} | {r['final_energy_rmse'] * 1e3:.0f} / {r['final_energy_mae'] * 1e3:.0f} | "
+                  f"{f(r.get('labels_to_force_rmse'), '.0f', r['baseline'])} | "
+                  f"{f(r.get('labels_to_energy_rmse'), '.0f', r['baseline'])} | "
                   f"{f(r['added_high_force_fraction'] and r['added_high_force_fraction'] * 100, '.0f')} % |")
 
 

@@ -312,7 +312,7 @@ def curve_label(doc: DistilDoc) -> str:
     if p.get("f_trust_hi") is not None and doc.strategy == "deviation":
         bits.append(f"σ_f<{p['f_trust_hi']:g}")
     if p.get("max_force") is not None:
-        bits.append(f"|F|≤{p['max_force']:g}")
+        bits.append(f"F_max≤{p['max_force']:g}")
     if doc.strategy != "random" and p.get("fill") == "none":
         bits.append("no fill")
     return " ".join(bits)
@@ -334,21 +334,24 @@ def mean_curve(docs: Sequence[DistilDoc], metric: str = "force_rmse") -> tuple[n
 
 
 def plot_label_efficiency(docs: Sequence[DistilDoc], path: str | Path, title: str = "") -> str:
-    """Test force and energy RMSE against labels, one line per strategy (band: min–max over seeds)."""
+    """Test force and energy RMSE and MAE against labels, one line per strategy (band: min–max over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for (label, group) in group_curves(docs).items():
-        for ax, metric in zip(axes, ("force_rmse", "energy_rmse")):
+    metrics = {"force_rmse": "test force RMSE (eV/Å)", "energy_rmse": "test energy RMSE (eV/atom)",
+               "force_mae": "test force MAE (eV/Å)", "energy_mae": "test energy MAE (eV/atom)"}
+    fig, grid = plt.subplots(2, 2, figsize=(10, 7.5))
+    axes = grid.ravel()
+    for k, (label, group) in enumerate(group_curves(docs).items()):
+        for ax, metric in zip(axes, metrics):
             x, m, lo, hi = mean_curve(group, metric)
-            line, = ax.plot(x, m, "o-", label=f"{label} ({len(group)} seed{'s' if len(group) > 1 else ''})")
+            line, = ax.plot(x, m, "o-", color=f"C{k}", label=f"{label} ({len(group)} seed{'s' if len(group) > 1 else ''})")
             if len(group) > 1:
                 ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
-    axes[0].set_ylabel("test force RMSE (eV/Å)")
-    axes[1].set_ylabel("test energy RMSE (eV/atom)")
+    for ax, ylabel in zip(axes, metrics.values()):
+        ax.set_ylabel(ylabel)
     for ax in axes:
         ax.set_xlabel("labelled frames")
         ax.grid(alpha=0.3)
@@ -374,7 +377,7 @@ def efficiency_table(docs: Sequence[DistilDoc], baseline: str | None = None) -> 
         for metric in ("force_rmse", "energy_rmse"):
             targets[metric] = float(mean_curve(groups[base], metric)[1][-1])
     for label, group in groups.items():
-        row: dict[str, Any] = {"strategy": label, "seeds": len(group)}
+        row: dict[str, Any] = {"strategy": label, "seeds": len(group), "baseline": label == base}
         for metric in ("force_rmse", "energy_rmse"):
             x, m, lo, hi = mean_curve(group, metric)
             row[f"final_{metric}"] = float(m[-1])
@@ -383,6 +386,8 @@ def efficiency_table(docs: Sequence[DistilDoc], baseline: str | None = None) -> 
                 reach = [labels_to_reach(d.rounds, targets[metric], metric) for d in group]
                 ok = [r for r in reach if r is not None]
                 row[f"labels_to_{metric}"] = float(np.mean(ok)) if len(ok) == len(reach) else None
+        for metric in ("force_mae", "energy_mae"):
+            row[f"final_{metric}"] = float(mean_curve(group, metric)[1][-1])
         hf = [r.added_high_force_fraction for d in group for r in d.rounds if r.added_high_force_fraction is not None]
         row["added_high_force_fraction"] = float(np.mean(hf)) if hf else None
         rows.append(row)

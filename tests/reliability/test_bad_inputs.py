@@ -112,6 +112,16 @@ CASES: list[tuple[str, list[str], dict, str]] = [
     # potentials
     ("potential evaluate: missing file", ["potential", "evaluate", "{tmp}/no.yace", "{tmp}/no.pkl.gz"], {}, "no.yace"),
     ("potential fit: unknown dataset", ["potential", "fit", "no-such-set"], {}, "no-such-set"),
+    ("potential distil: unknown pool", ["potential", "distil", "no-such-pool", "--test", "no-such-test"], {},
+     "no-such-pool"),
+    ("potential distil: strategy of another kind", ["potential", "distil", "p", "--test", "t", "--kind", "dp",
+                                                    "--strategy", "maxvol"], {}, "maxvol"),
+    ("potential validate: unknown crystal", ["potential", "validate", "pedone2006", "--crystal", "Na3PO4-gamma"], {},
+     "Na3PO4-gamma"),
+    ("potential validate: missing trajectory", ["potential", "validate", "pedone2006", "--trajectory", "{tmp}/none.dump"],
+     {}, "none.dump"),
+    ("potential validate: no uncertainty", ["potential", "validate", "pedone2006", "--trajectory", "{tmp}/ok.dump"], {},
+     "uncertainty"),
     # analysis
     ("analyze diffusion: no --timestep", ["analyze", "diffusion", "{tmp}/ok.dump"], {}, "--timestep"),
     ("analyze structure: missing file", ["analyze", "structure", "{tmp}/none.dump"], {}, "none.dump"),
