@@ -188,12 +188,9 @@ def parity_plot(ev: Evaluation, path: str | Path, title: str = "") -> str:
             ax.set_title(f"{what}: RMSE {rmse:.4g}, MAE {mae:.4g} {unit}", fontsize=9)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return str(path)
+    from mlipflow.analysis.plots_structure import _save
+
+    return _save(fig, path)
 
 
 def evaluate_calculator(calc, atoms_list: Sequence, energies, forces, kind: str = "energy_corrected",

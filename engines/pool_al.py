@@ -64,11 +64,12 @@ def _usable(frames: Sequence[LabeledFrame], what: str) -> list[LabeledFrame]:
 
 
 def _stats(values: Sequence[float], lo: float) -> UncertaintyStats:
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return UncertaintyStats()
-    return UncertaintyStats(max=float(v.max()), mean=float(v.mean()), median=float(np.median(v)),
-                            p90=float(np.percentile(v, 90)), n_above_lo=int((v > lo).sum()))
+    from mlipflow.engines.selection import gamma_stats
+
+    st = gamma_stats(values)
+    v = np.asarray(values, dtype=float)
+    return UncertaintyStats(**{k: st.get(k) for k in ("max", "mean", "median", "p90")},
+                            n_above_lo=int((v[np.isfinite(v)] > lo).sum()))
 
 
 class _AceFitter:
@@ -223,9 +224,9 @@ def run_pool_al(
                     n_pool=len(pool), n_test=len(test))
     pool_atoms: list | None = None
     pending: dict[str, Any] = {"n_added": 0, "n_unc": 0, "high": None}
-    for rnd in range(rounds + 1):
-        from mlipflow.engines.ace_eval import evaluate_potential
+    from mlipflow.engines.ace_eval import evaluate_potential
 
+    for rnd in range(rounds + 1):
         ref, fit_time, cached, extra = fitter.fit([pool[i] for i in chosen])
         ev = evaluate_potential(ref, test_data)
         row = DistilRound(round=rnd, n_labels=len(chosen), n_added=pending["n_added"], n_by_uncertainty=pending["n_unc"],
@@ -358,12 +359,9 @@ def plot_label_efficiency(docs: Sequence[DistilDoc], path: str | Path, title: st
     axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return str(path)
+    from mlipflow.analysis.plots_structure import _save
+
+    return _save(fig, path)
 
 
 def efficiency_table(docs: Sequence[DistilDoc], baseline: str | None = None) -> list[dict[str, Any]]:

@@ -97,22 +97,24 @@ def errors_by_composition(potential, frames: Sequence[LabeledFrame], reference_e
                           key: str = "composition") -> tuple[ErrorMetrics, list[CompositionErrors]]:
     """Errors of ``potential`` on ``frames`` overall and per composition region (the frame's
     ``metadata[key]`` — the composition label of generated cells — else its reduced formula)."""
-    from mlipflow.engines.ace_eval import evaluate_potential
+    from mlipflow.engines.ace_eval import error_metrics, evaluate_potential
     from mlipflow.engines.dataset_io import pacemaker_dataframe
 
     ok = [f for f in frames if f.status == "ok" and f.forces is not None]
     if not ok:
         raise UserError("no labelled frames to compute errors on", "give a dataset with labelled (ok) frames")
     refs = reference_energies if _energy_target(potential) == "energy_corrected" else None
-    groups: dict[str, list[LabeledFrame]] = {}
-    for f in ok:
-        groups.setdefault(str(f.metadata.get(key) or f.formula), []).append(f)
-    overall = evaluate_potential(potential, pacemaker_dataframe(ok, refs)).metrics
+    groups: dict[str, list[int]] = {}
+    for i, f in enumerate(ok):
+        groups.setdefault(str(f.metadata.get(key) or f.formula), []).append(i)
+    ev = evaluate_potential(potential, pacemaker_dataframe(ok, refs))  # one pass; the groups slice it
+    ends = np.cumsum([3 * f.nsites for f in ok])
     rows = []
-    for name, group in sorted(groups.items()):
-        m = evaluate_potential(potential, pacemaker_dataframe(group, refs)).metrics
-        rows.append(CompositionErrors(composition=name, formula=group[0].formula, n_frames=len(group), errors=m))
-    return overall, rows
+    for name, idx in sorted(groups.items()):
+        comp = np.concatenate([np.arange(ends[i] - 3 * ok[i].nsites, ends[i]) for i in idx])
+        m = error_metrics(ev.energy_ref[idx], ev.energy_pred[idx], ev.force_ref[comp], ev.force_pred[comp], len(idx))
+        rows.append(CompositionErrors(composition=name, formula=ok[idx[0]].formula, n_frames=len(idx), errors=m))
+    return ev.metrics, rows
 
 
 def strained(atoms, strain: float = 0.06, points: int = 7) -> list:

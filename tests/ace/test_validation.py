@@ -107,7 +107,8 @@ def test_validate_command_pedone(mlipflow_home, tmp_path):
     from mlipflow.report import build_report
 
     assert main(["run", str(Path(__file__).parents[2] / "examples" / "example_eos.yaml")]) == 0
-    assert main(args[:3] + ["--crystal", "FeO", "--labeler", "none", "--atoms", "0", "--campaign", "example-eos"]) == 0
+    assert main(args[:3] + ["--crystal", "FeO", "--labeler", "none", "--atoms", "0", "--campaign", "example-eos",
+                            "--plot", str(tmp_path / "eos2.png")]) == 0
     html = build_report("example-eos")
     assert "Validation before production" in html and "E–V curves (Birch–Murnaghan)" in html
     assert html.count("data:image/png;base64") >= 1
