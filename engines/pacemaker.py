@@ -78,6 +78,13 @@ class AceFitSettings(Model):
     ladder_type: str = Field("power_order", description="Ladder ordering. Paper: power_order.")
     optimizer: str = Field("BFGS", description="Minimizer. Paper: BFGS.")
     maxiter: int = Field(2000, ge=1, description="Iterations per (ladder) fit. Paper: 2000.")
+    pacemaker_test: bool = Field(
+        False, description="Also give pacemaker the test set (its test curves in log.txt and test_cycle_metrics.txt). "
+        "It traces a second TensorFlow graph (about 40 s per fit at 100 functions per element on one core); "
+        "mlipflow's test metrics and parity plots are computed after the fit either way.")
+    warm_start_maxiter: int | None = Field(
+        None, ge=1, description="Iterations of a fit that continues from a previous potential (the refits of "
+        "active learning start close to their minimum); None: maxiter.")
     kappa: float | Literal["auto"] = Field(0.3, description="Energy/force loss balance (0..1, or 'auto').")
     L1_coeffs: float = Field(1e-8, description="L1 regularisation.")
     L2_coeffs: float = Field(1e-8, description="L2 regularisation.")
@@ -165,14 +172,14 @@ class AceFitSettings(Model):
             # in pacemaker's prediction step).
             potential = str(warm_start)  # type: ignore[assignment]
         data: dict[str, Any] = {"filename": str(train_filename)}
-        if test_filename:
+        if test_filename and self.pacemaker_test:
             data["test_filename"] = str(test_filename)
         if use_reference_energy and self.reference_energy is not None:
             data["reference_energy"] = self.reference_energy
         fit: dict[str, Any] = {
             "loss": {"kappa": self.kappa, "L1_coeffs": self.L1_coeffs, "L2_coeffs": self.L2_coeffs},
             "optimizer": self.optimizer,
-            "maxiter": int(self.maxiter),
+            "maxiter": int(self.warm_start_maxiter if warm_start and self.warm_start_maxiter else self.maxiter),
         }
         if self.weighting:
             fit["weighting"] = dict(self.weighting)
@@ -372,7 +379,7 @@ def fit_input_hash(train_pickle: str | Path, test_pickle: str | Path | None, set
         "pacemaker-fit",
         file_digest(train_pickle),
         file_digest(test_pickle) if test_pickle else None,
-        settings.model_dump(mode="json"),
+        settings.model_dump(mode="json", exclude_none=True),  # a new optional field keeps old keys valid
         potential_digest(warm_start) if warm_start else None,
     )
 

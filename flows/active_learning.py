@@ -133,6 +133,7 @@ def decide(maker: ActiveLearningIterationMaker, iteration: int, selection: ALIte
         iteration=iteration, explored_with=doc.potential, potential=doc.new_potential, dataset=doc.dataset,
         n_runs=doc.n_runs, n_terminated=len(doc.terminated_runs), n_candidates=doc.n_candidates,
         n_selected=doc.n_selected, n_labeled=doc.n_labeled, n_label_failed=doc.n_label_failed,
+        n_label_rejected=doc.n_label_rejected,
         uncertainty_max=doc.gamma_stats.max, trust_ratios=doc.trust_ratios, test=doc.test_metrics,
         previous_test=doc.previous_test_metrics, fixed_test=fixed_set_errors(doc.new_potential, fixed_test),
         t_melt=maker.explore_maker.protocol.max_temperature))
@@ -274,7 +275,8 @@ class ActiveLearningMaker(Maker):
         """The makers of a campaign file's ``parameters``."""
         fit, selector = AL_KINDS[cfg.potential](cfg)
         explore = MDMaker(name="explore", engine=cfg.explore.engine, protocol=exploration_protocol(cfg.explore, 0))
-        select = SelectLabelMaker(selector=selector, labeler=cfg.labeler, gamma_lo=cfg.explore.gamma_lo)
+        select = SelectLabelMaker(selector=selector, labeler=cfg.labeler, gamma_lo=cfg.explore.gamma_lo,
+                                  max_label_force=cfg.select.max_label_force)
         return cls(
             structures_maker=InitialStructuresMaker(structures=cfg.structures),
             initial_dataset_maker=InitialDatasetMaker(labeler=cfg.labeler, aimd=cfg.aimd,

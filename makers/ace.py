@@ -71,6 +71,7 @@ class AceFitMaker(Maker):
     """
 
     need: ClassVar[str] = "gpu"
+    code: ClassVar[str] = "pacemaker"
     name: str = "fit"
     settings: AceFitSettings = field(default_factory=AceFitSettings)
     workdir: str | None = None

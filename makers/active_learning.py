@@ -258,6 +258,7 @@ class SelectLabelMaker(Maker):
     selector: Any = field(default_factory=MaxVolSelector)  # MaxVolSelector (ACE) | DeviationSelector (DP)
     labeler: str = "chgnet"
     gamma_lo: float = 2.5
+    max_label_force: float | None = None  # eV/Å: labels with a larger force component stay out of the dataset
 
     @job
     def make(self, runs: list, potential: PotentialRef, dataset: DatasetRef, iteration: int,
@@ -286,25 +287,40 @@ class SelectLabelMaker(Maker):
             input_hash=content_hash("al_iteration", potential.identity(), iteration, [r.input_hash for r in runs]))
         labels = [reference_job(self.labeler, "static", Structure.from_dict(d), name=f"label_{iteration}_{k}",
                                 source=f"al-iteration-{iteration}") for k, d in enumerate(sel["selected"])]
-        merge = merge_labels(doc, [j.output for j in labels])
+        merge = merge_labels(doc, [j.output for j in labels], max_label_force=self.max_label_force)
         merge.name = f"merge_{iteration}"
         return replace_with([*labels, merge], merge.output, name=f"labels_{iteration}")
 
 
+def max_force_component(frame) -> float:
+    """The largest absolute force component of a labelled frame (eV/Å; 0 without forces)."""
+    return float(np.abs(np.asarray(frame.forces, float)).max()) if frame.forces else 0.0
+
+
 @job
-def merge_labels(doc: ALIterationDoc | dict, outputs: list) -> ALIterationDoc:
-    """Merge the new labels into the next dataset version (failed labels excluded, counted)."""
+def merge_labels(doc: ALIterationDoc | dict, outputs: list, max_label_force: float | None = None) -> ALIterationDoc:
+    """Merge the new labels into the next dataset version. Failed labels are excluded and counted;
+    with ``max_label_force``, so are labels with a force component above it (strained geometries
+    that pull a fit's energies: the label-efficiency benchmark in docs/active_learning.md)."""
     from mlipflow.engines.dataset_io import collect_frames
 
     doc = doc if isinstance(doc, ALIterationDoc) else ALIterationDoc.model_validate(
         {k: v for k, v in dict(doc).items() if not k.startswith("@")})
     frames = collect_frames([o for o in outputs if o is not None])
+    rejected = [f for f in frames if f.status == "ok" and max_label_force is not None
+                and max_force_component(f) > max_label_force]
+    if rejected:
+        ids = {f.frame_id for f in rejected}
+        frames = [f for f in frames if f.frame_id not in ids]
+        doc.label_rejections = [f"{f.frame_id[:12]}: force component {max_force_component(f):.1f} eV/Å above "
+                                f"select.max_label_force {max_label_force:g}" for f in rejected]
     n_ok = sum(f.status == "ok" for f in frames)
     if n_ok:
         doc.dataset = dataset_version(doc.dataset.name, frames, parent=doc.dataset, campaign=doc.campaign,
                                       seed=doc.iteration).ref
     doc.n_labeled = n_ok
     doc.n_label_failed = len(frames) - n_ok
+    doc.n_label_rejected = len(rejected)
     return doc
 
 
@@ -317,6 +333,13 @@ class StabilityMaker(Maker):
     stability: StabilityConfig = field(default_factory=StabilityConfig)
     structures: StructuresConfig = field(default_factory=StructuresConfig)
     engine: str = "ase"
+
+    @property
+    def code(self) -> str | None:
+        """The external code this maker's job runs (its exec_config on a cluster)."""
+        from mlipflow.makers.md import engine_code
+
+        return engine_code(self.engine)
 
     def protocol(self) -> MDProtocol:
         cfg = self.stability

@@ -84,6 +84,7 @@ class DPTrainMaker(Maker):
     stored job output keeps them; the gather job then fails with the reason."""
 
     need: ClassVar[str] = "gpu"
+    code: ClassVar[str] = "deepmd"
     name: str = "dp train"
     settings: DPSettings = field(default_factory=DPSettings)
     finetune: str | None = None
@@ -242,6 +243,7 @@ class DPFitMaker(Maker):
     """
 
     need: ClassVar[str] = "gpu"
+    code: ClassVar[str] = "deepmd"
     name: str = "dp fit"
     settings: DPSettings = field(default_factory=DPSettings)
     ensemble: int = 1
@@ -285,6 +287,7 @@ class DPPretrainMaker(Maker):
     the frozen ``branch`` head (zero-shot comparisons). A :mod:`mlipflow.cache` entry of its inputs."""
 
     need: ClassVar[str] = "gpu"
+    code: ClassVar[str] = "deepmd"
     name: str = "dp pretrain"
     profile: str = "lifepo4"
     labeler: str | None = None

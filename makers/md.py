@@ -93,6 +93,11 @@ def run_md_cached(engine: str, protocol: MDProtocol, structure: Any, potential: 
     return cache.get_or_compute("md", key, compute, decode=lambda v: MDRunDoc.model_validate(v))
 
 
+def engine_code(engine: str) -> str | None:
+    """The external code of an MD engine (``lammps``), None for in-process engines (``ase``)."""
+    return "lammps" if engine == "lammps" else None
+
+
 @dataclass
 class MDMaker(Maker):
     """Run ``protocol`` with ``engine`` on a structure and a potential -> :class:`MDRunDoc`."""
@@ -104,6 +109,11 @@ class MDMaker(Maker):
     progress: bool | None = None  # None: bars on an interactive terminal only
     include_frames: bool = True
     trajectory: TrajectoryMode | None = None  # kept | full | none (see run_md_cached); None: by include_frames
+
+    @property
+    def code(self) -> str | None:
+        """The external code this maker's job runs (its exec_config on a cluster)."""
+        return engine_code(self.engine)
 
     @job(data=["trajectory"])
     def make(self, structure: Any, potential: PotentialRef | dict, run_id: str | None = None,

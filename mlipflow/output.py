@@ -63,6 +63,25 @@ def third_party_prints():
         yield
 
 
+def exception_text(traceback_text: str) -> str:
+    """The exception of a formatted traceback on one line: its message and any lines that follow it
+    (a UserError's ``fix:`` line), without the module path of the class; user errors without their class."""
+    import re
+
+    lines = [ln for ln in traceback_text.rstrip().splitlines() if ln.strip()]
+    start = next((i for i in range(len(lines) - 1, -1, -1)
+                  if re.match(r"^[A-Za-z_][\w.]*(:|$)", lines[i]) and not lines[i].startswith("Traceback")), None)
+    if start is None:
+        return lines[-1].strip() if lines else ""
+    head, _, rest = lines[start].partition(": ")
+    cls = head.rsplit(".", 1)[-1]
+    first = cls if not rest else rest if cls in ("UserError", "MissingDependencyError") else f"{cls}: {rest}"
+    more = [ln.strip() for ln in lines[start + 1:]]
+    if len(more) > 3:  # e.g. the last lines of a crashed program's log: the end says most
+        more = ["…", *more[-3:]]
+    return "; ".join([first.strip(), *more])
+
+
 class _JobLines(logging.Filter):
     """jobflow's job messages as one short line each: ``start  NAME`` and ``done   NAME (12.3 s)``."""
 
@@ -78,8 +97,7 @@ class _JobLines(logging.Filter):
             if verbosity() >= VERBOSE:
                 return True
             name, _, tb = msg.partition(" failed with exception:\n")
-            last = [ln for ln in tb.strip().splitlines() if ln.strip()][-1:] or [""]
-            record.msg, record.args = f"failed {name}: {last[0].strip()}  (-v shows the traceback)", ()
+            record.msg, record.args = f"failed {name}: {exception_text(tb)}  (-v shows the traceback)", ()
             return True
         for prefix, word in (("Starting job - ", "start"), ("Finished job - ", "done ")):
             if msg.startswith(prefix):

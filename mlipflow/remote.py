@@ -123,6 +123,26 @@ def check_workers(flow, proj, default: str) -> Counter:
     return jobs_by_worker(flow, default)
 
 
+def check_exec_configs(flow, proj, settings) -> dict[str, str]:
+    """Every exec_config the flow's jobs name (and that jobs created at run time will name:
+    ``settings.exec_configs``) must be defined by the project; returns job name -> exec_config."""
+    from mlipflow.workers import iter_jobs
+
+    named = {j.name: (j.config.manager_config or {}).get("exec_config") for j in iter_jobs(flow)}
+    named = {k: v for k, v in named.items() if v}
+    wanted = {v: [k for k, n in named.items() if n == v] for v in set(named.values())}
+    for code, name in (settings.exec_configs or {}).items():
+        wanted.setdefault(name, []).append(f"(settings.exec_configs.{code})")
+    missing = sorted(n for n in wanted if n not in (proj.exec_config or {}))
+    if missing:
+        listed = "; ".join(f"{n} ({', '.join(wanted[n][:3])})" for n in missing)
+        raise UserError(f"jobs use exec_config(s) that jobflow-remote project {proj.name!r} does not define: {listed}; "
+                        f"its exec_config: {', '.join(proj.exec_config or {}) or 'none'}",
+                        f"add them under exec_config: in the project file (template: {TEMPLATE}), or remove them "
+                        "from settings.exec_configs")
+    return named
+
+
 def _placeholders(proj) -> list[str]:
     text = json.dumps({"queue": proj.queue.model_dump(mode="json"), "jobstore": proj.jobstore,
                        "workers": {k: w.model_dump(mode="json") for k, w in proj.workers.items()}})
@@ -219,6 +239,7 @@ def submit_remote(flow, project: str | None = None, settings=None) -> list[str]:
                         f"render it with envsubst (see {TEMPLATE}): jobflow-remote does not expand environment variables")
     worker = default_worker(proj, settings)
     counts = check_workers(flow, proj, worker)
+    check_exec_configs(flow, proj, settings)
     check_databases(proj)
     ensure_initialized(proj)
     try:

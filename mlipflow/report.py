@@ -177,12 +177,13 @@ def _section_al(summary: dict, types: dict[str, list[dict]]) -> list[str]:
     hist = summary.get("history") or []
     if hist:
         rows = [[h.get("iteration"), fmt(h.get("t_melt")), h.get("n_runs"), h.get("n_terminated"), h.get("n_candidates"),
-                 h.get("n_selected"), h.get("n_labeled"), h.get("n_label_failed"), fmt(h.get("uncertainty_max")),
+                 h.get("n_selected"), h.get("n_labeled"), h.get("n_label_failed"), h.get("n_label_rejected", 0),
+                 fmt(h.get("uncertainty_max")),
                  fmt((h.get("test") or {}).get("force_rmse")), fmt((h.get("previous_test") or {}).get("force_rmse")),
                  fmt((h.get("fixed_test") or {}).get("force_rmse_eV_A"))]
                 for h in hist]
         out.append(table(["iteration", "T melt (K)", "runs", "terminated", "candidates", "selected", "labelled",
-                          "failed labels", "max uncertainty", "F RMSE new", "F RMSE previous", "F RMSE fixed set"], rows,
+                          "failed labels", "rejected (force)", "max uncertainty", "F RMSE new", "F RMSE previous", "F RMSE fixed set"], rows,
                          "per iteration; test errors of the new potential and of the previous one on the same test set, "
                          "and of the new one on the fixed test set"))
         fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
                     "calculations: VASP, CHGNet labels), 'gpu' (fits, DeePMD training, MD), 'light' (gathering, "
                     "selection, analysis); values are FireWorks categories (FWorker category) and jobflow-remote "
                     "worker names. Empty (the laptop profile): one worker runs everything.")
+    exec_configs: dict[str, str] = Field(
+        default_factory=dict,
+        description="External code -> the jobflow-remote exec_config (modules, exports) its jobs run with: keys "
+                    "'vasp', 'pacemaker', 'deepmd', 'lammps', values names under the project's exec_config "
+                    "(deploy/jobflow_remote_project.yaml). Empty: every job runs with its worker's pre_run only.")
     dp_pretrained: Path | None = Field(None, description="Pretrained DeePMD-kit checkpoint (.pt) to fine-tune, e.g. DPA-2.3.1-v3.0.0rc0.pt or one made by `mlipflow potential pretrain`; `mlipflow doctor` lists its branches.")
     jobflow_remote_project: str | None = Field(None, description="jobflow-remote project name used by `mlipflow submit --launcher jobflow-remote`.")
 
@@ -125,6 +130,16 @@ class Settings(BaseSettings):
         unknown = sorted(set(v) - set(NEEDS))
         if unknown:
             raise ValueError(f"unknown kind(s) of job {unknown} in categories: use {', '.join(NEEDS)}")
+        return v
+
+    @field_validator("exec_configs")
+    @classmethod
+    def _exec_configs(cls, v: dict[str, str]) -> dict[str, str]:
+        from mlipflow.workers import CODES
+
+        unknown = sorted(set(v) - set(CODES))
+        if unknown:
+            raise ValueError(f"unknown code(s) {unknown} in exec_configs: use {', '.join(CODES)}")
         return v
 
     @field_validator("data_dir", "scratch_dir", "launchpad_file", mode="before")

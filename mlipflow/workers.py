@@ -27,6 +27,18 @@ NEEDS = {
 #: Makers of other packages whose jobs mlipflow creates: module prefix -> need.
 FOREIGN_NEEDS = {"atomate2.vasp": "cpu", "atomate2.forcefields": "gpu", "atomate2.lammps": "gpu"}
 
+#: The external codes a job can run, each with its own environment on a cluster (modules, variables):
+#: ``settings.exec_configs`` maps a code to the jobflow-remote ``exec_config`` of that name.
+CODES = {
+    "vasp": "VASP reference calculations (atomate2's makers)",
+    "pacemaker": "ACE fits",
+    "deepmd": "DeePMD-kit training and fine-tuning",
+    "lammps": "LAMMPS MD (explorations, stability, production)",
+}
+
+#: Makers of other packages: module prefix -> code.
+FOREIGN_CODES = {"atomate2.vasp": "vasp", "atomate2.lammps": "lammps"}
+
 
 def iter_jobs(obj: Any) -> Iterator[Any]:
     """Every Job in a Job, Flow or list of them."""
@@ -56,6 +68,29 @@ def need_of(job) -> str:
     return "light"
 
 
+def code_of(job) -> str | None:
+    """The external code a job runs (a key of :data:`CODES`): its maker's ``code``, else None."""
+    func = job.function
+    maker = getattr(func, "__self__", None)
+    code = getattr(maker, "code", None) or getattr(func, "code", None)
+    if code:
+        return code
+    module = type(maker).__module__ if maker is not None else getattr(func, "__module__", "")
+    return next((c for prefix, c in FOREIGN_CODES.items() if module.startswith(prefix)), None)
+
+
+def current_exec_configs() -> dict[str, str]:
+    """The exec_configs (code -> jobflow-remote exec_config) of the running job, else the settings'."""
+    from jobflow import CURRENT_JOB
+
+    meta = getattr(getattr(CURRENT_JOB, "job", None), "metadata", None) or {}
+    if "exec_configs" in meta:
+        return dict(meta["exec_configs"] or {})
+    from mlipflow.settings import get_settings
+
+    return dict(get_settings().exec_configs)
+
+
 def current_categories() -> dict[str, str]:
     """The categories of the running job (what its campaign was submitted with), else the settings'."""
     from jobflow import CURRENT_JOB
@@ -69,20 +104,27 @@ def current_categories() -> dict[str, str]:
     return dict(get_settings().categories)
 
 
-def assign_needs(obj, categories: dict[str, str] | None = None):
-    """Set each job's kind of node (see module docstring); returns ``obj``.
+def assign_needs(obj, categories: dict[str, str] | None = None, exec_configs: dict[str, str] | None = None):
+    """Set each job's kind of node (see module docstring) and, for a job that runs an external code
+    named in ``exec_configs`` (code -> jobflow-remote exec_config), its ``exec_config``; returns ``obj``.
 
-    ``categories`` (need -> worker) default to those of the running job, so jobs created at run
-    time on a worker get the categories the campaign was submitted with."""
+    ``categories`` (need -> worker) and ``exec_configs`` default to those of the running job, so
+    jobs created at run time on a worker get what the campaign was submitted with."""
     if categories is None:
         categories = current_categories()
+    if exec_configs is None:
+        exec_configs = current_exec_configs()
     for job in iter_jobs(obj):
         need = need_of(job)
-        job.metadata = {**(job.metadata or {}), "need": need, "categories": dict(categories)}
+        job.metadata = {**(job.metadata or {}), "need": need, "categories": dict(categories),
+                        "exec_configs": dict(exec_configs)}
         config = dict(job.config.manager_config or {})
         name = categories.get(need)
         if name:
             config.update({"_category": name, "worker": name})
+        code = code_of(job)
+        if code and exec_configs.get(code):
+            config["exec_config"] = exec_configs[code]
         job.config.manager_config = config
         job.config.pass_manager_config = False
         job.config.expose_store = True  # current_store() is the launcher's job store (jobflow-remote's too)

@@ -92,6 +92,10 @@ class SelectConfig(_Strict):
         "radii are not selected (collapsed geometries of runaway explorations; null: keep every frame).")
     gamma_cap: float | None = Field(None, gt=1, description="ACE: candidates with max γ above this never enter MaxVol (None: no cap).")
     fill_to: int | None = Field(None, ge=1, description="ACE: repeat MaxVol on the frames not yet chosen until this many are chosen (each round D-optimal against the same active set); None: one pass.")
+    max_label_force: float | None = Field(
+        None, gt=0, description="Labels of selected frames with a force component above this (eV/Å) stay out of the "
+        "dataset (recorded in the iteration's label_rejections); null: keep them. The label-efficiency benchmark "
+        "found 30 eV/Å keeps MaxVol's force gain and removes most of its energy penalty.")
     f_trust_lo: float = Field(0.05, gt=0, description="DP: max force deviation (eV/Å) below which a frame is accurate.")
     f_trust_hi: float = Field(0.15, gt=0, description="DP: max force deviation (eV/Å) at and above which a frame failed (not labelled).")
     thin: bool = Field(False, description="DP: thin candidates by a diversity criterion before capping.")

@@ -27,10 +27,14 @@ class FixedSetErrors(Model):
     n_frames: int = Field(0, description="Frames evaluated.")
     energy_rmse_eV_atom: float | None = Field(None, description="Energy RMSE (eV/atom).")
     force_rmse_eV_A: float | None = Field(None, description="Force-component RMSE (eV/Å).")
+    energy_mae_eV_atom: float | None = Field(None, description="Energy MAE (eV/atom).")
+    force_mae_eV_A: float | None = Field(None, description="Force-component MAE (eV/Å): the typical error, which "
+                                         "a few extrapolating frames do not dominate as they do the RMSE.")
 
     @classmethod
     def of(cls, m: ErrorMetrics) -> "FixedSetErrors":
-        return cls(n_frames=m.n_structures, energy_rmse_eV_atom=m.energy_rmse, force_rmse_eV_A=m.force_rmse)
+        return cls(n_frames=m.n_structures, energy_rmse_eV_atom=m.energy_rmse, force_rmse_eV_A=m.force_rmse,
+                   energy_mae_eV_atom=m.energy_mae, force_mae_eV_A=m.force_mae)
 
 
 class FixedTestSetComparison(Model):
@@ -280,6 +284,7 @@ class IterationSummary(Model):
     n_selected: int = Field(0, description="Frames selected.")
     n_labeled: int = Field(0, description="New frames labelled (ok).")
     n_label_failed: int = Field(0, description="Selected frames whose label failed.")
+    n_label_rejected: int = Field(0, description="Labels kept out by select.max_label_force.")
     uncertainty_max: float | None = Field(None, description="Largest per-frame uncertainty in the exploration.")
     trust_ratios: TrustRatios | None = Field(None, description="DP: accurate/candidate/failed fractions of the explored frames.")
     test: ErrorMetrics = Field(default_factory=ErrorMetrics, description="New potential on this iteration's test set.")
@@ -310,6 +315,8 @@ class ALIterationDoc(MlipflowDocument):
     new_potential: PotentialRef | None = Field(None, description="Potential refitted at the end of the iteration.")
     n_labeled: int = Field(0, description="New frames labeled in this iteration (status ok).")
     n_label_failed: int = Field(0, description="Selected frames whose labeling failed (kept, excluded from the dataset).")
+    n_label_rejected: int = Field(0, description="Labelled frames kept out of the dataset by select.max_label_force.")
+    label_rejections: list[str] = Field(default_factory=list, description="Each rejected label: frame id and its largest force component.")
     history: list[IterationSummary] = Field(default_factory=list, description="Per iteration so far.")
 
 

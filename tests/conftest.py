@@ -167,3 +167,25 @@ def tiny_lfp(tmp_path_factory):
 def campaign_tools():
     """Helpers for tests that run `mlipflow` in subprocesses: (campaign_env, type_counts)."""
     return campaign_env, type_counts
+
+
+# ------------------------------------------------------------------ two workers (pytest-xdist)
+
+#: Session fixtures that run a whole campaign or a fit: the tests that use one of a set run on one
+#: xdist worker (``--dist loadgroup``), so each is computed once. The report tests use all three
+#: campaigns, hence one group for them.
+XDIST_GROUPS = {
+    "campaigns": {"tiny_al_killed", "tiny_glass", "tiny_lfp"},
+    "ace-fits": {"tiny_fit", "emt_data"},
+    "dp-models": {"dp_pair", "dp_base", "dp_data"},
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Put the tests that share an expensive session fixture into one xdist group."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for group, fixtures in XDIST_GROUPS.items():
+            if names & fixtures:
+                item.add_marker(pytest.mark.xdist_group(group))
+                break

@@ -172,8 +172,9 @@ def iteration_table(history: list[dict]) -> Table:
     """The active-learning history (IterationSummary rows) as a table (`run` and `status`)."""
     it = Table(title="iterations (test force RMSE in eV/Å: new potential, and previous one on the same set; "
                "new one on the fixed test set)")
-    cols = ["iteration", "n_runs", "n_terminated", "n_candidates", "n_selected", "n_labeled", "n_label_failed"]
-    for c in ["it", "runs", "stopped", "cand.", "sel.", "labelled", "failed", "F new", "F prev", "F fixed"]:
+    cols = ["iteration", "n_runs", "n_terminated", "n_candidates", "n_selected", "n_labeled", "n_label_failed",
+            "n_label_rejected"]
+    for c in ["it", "runs", "stopped", "cand.", "sel.", "labelled", "failed", "rejected", "F new", "F prev", "F fixed"]:
         it.add_column(c)
     for h in history:
         prev = (h.get("previous_test") or {}).get("force_rmse")
@@ -297,8 +298,9 @@ def _compact(v):
             return (f"E {e:.4g} eV/atom, F {f:.4g} eV/Å ({v.get('n_structures')} frames)"
                     if e is not None and f is not None else "n/a")
         if "force_rmse_eV_A" in v and "energy_rmse_eV_atom" in v:  # FixedSetErrors
-            e, f = v.get("energy_rmse_eV_atom"), v.get("force_rmse_eV_A")
-            return (f"E {e:.4g} eV/atom, F {f:.4g} eV/Å ({v.get('n_frames')} frames)"
+            e, f, fm = v.get("energy_rmse_eV_atom"), v.get("force_rmse_eV_A"), v.get("force_mae_eV_A")
+            mae = f", F MAE {fm:.3g} eV/Å" if fm is not None else ""
+            return (f"RMSE E {e:.4g} eV/atom, F {f:.4g} eV/Å{mae} ({v.get('n_frames')} frames)"
                     if e is not None and f is not None else "n/a")
         if "name" in v and "version" in v and "input_hash" in v and len(v) <= 4:  # DatasetRef
             return f"{v['name']}:{v['version']}"

@@ -27,7 +27,10 @@ def test_paper_defaults_render():
     assert fit["ladder_type"] == "power_order" and fit["optimizer"] == "BFGS" and fit["maxiter"] == 2000
     assert fit["repulsion"] == "auto" and "kappa" in fit["loss"]
     assert "min_relative_train_loss_per_iter" in fit and "min_relative_test_loss_per_iter" not in fit
-    assert d["data"] == {"filename": "train.pkl.gz", "test_filename": "test.pkl.gz"}
+    # the test set is evaluated by mlipflow after the fit, not by pacemaker during it (unless asked)
+    assert d["data"] == {"filename": "train.pkl.gz"}
+    assert AceFitSettings(pacemaker_test=True).render("train.pkl.gz", "test.pkl.gz", ["Na"])["data"] == \
+        {"filename": "train.pkl.gz", "test_filename": "test.pkl.gz"}
     # YAML text round-trips to the same dict
     assert yaml.safe_load(s.render_yaml("train.pkl.gz", "test.pkl.gz", ["Na", "Fe", "P", "O"])) == d
 
@@ -42,6 +45,11 @@ def test_settings_reject_broken_options():
     # warm start = continue fitting the previous potential (pacemaker `potential: prev.yaml`), no ladder
     assert warm["potential"] == "prev.yaml" and "ladder_step" not in warm["fit"]
     assert "test_filename" not in warm["data"]
+    # refits may run fewer iterations than the fit from scratch
+    short = AceFitSettings.tiny(maxiter=40, warm_start_maxiter=10)
+    assert short.render("a", None, ["Cu"], warm_start="prev.yaml")["fit"]["maxiter"] == 10
+    assert short.render("a", None, ["Cu"])["fit"]["maxiter"] == 40
+    assert AceFitSettings.tiny(maxiter=40).render("a", None, ["Cu"], warm_start="prev.yaml")["fit"]["maxiter"] == 40
 
 
 def test_tiny_fit_outputs(tiny_fit):

@@ -86,3 +86,27 @@ def test_cells_respect_per_pair_minimum_distances():
     assert closest_na_na(wide) >= 2.3 - 1e-6
     plain = generate_cells(StructuresConfig(**base), seed=3)
     assert closest_na_na(plain) < 2.3  # without it, the packing puts Na pairs closer
+
+
+def test_mini_campaign_makers_carry_its_selection_and_refit_settings(mlipflow_home):
+    """The mini file's label-force filter, refit iterations and per-pair distances reach the makers,
+    and every cell the campaign packs (training, each iteration's, the fixed test set's, the
+    stability cell) can be packed with them."""
+    from mlipflow.flows.active_learning import ActiveLearningMaker
+    from mlipflow.makers.active_learning import generate_cells
+    from mlipflow.schemas.active_learning import ActiveLearningConfig
+
+    cfg = ActiveLearningConfig(**yaml.safe_load((ROOT / "examples" / "nafepo4_mini.yaml").read_text())["parameters"])
+    maker = ActiveLearningMaker.from_config(cfg, "mini")
+    it = maker.iteration_maker
+    assert it.select_label_maker.max_label_force == 30
+    assert it.fit_maker.settings.warm_start_maxiter == 45 and it.fit_maker.settings.maxiter == 100
+    s = cfg.structures
+    assert s.pair_min_distance == {"Na-Na": 2.3, "Fe-Fe": 2.3, "P-P": 2.5}
+    assert len(generate_cells(s, seed=s.seed)) == 12
+    for i in range(1, cfg.loop.max_iterations + 1):
+        assert len(generate_cells(s, seed=s.seed + 1000 * i, n_structures=cfg.explore.structures_per_iteration)) == 8
+    assert len(generate_cells(s, seed=s.seed + cfg.test_set.seed_offset, n_structures=cfg.test_set.structures)) == 2
+    big = s.model_copy(update={"atoms": cfg.stability.atoms, "scales": [1.0], "max_compositions": 1,
+                               "end_members": False})
+    assert len(generate_cells(big, seed=s.seed + 99991, n_structures=1)) == 1

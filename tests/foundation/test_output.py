@@ -56,3 +56,17 @@ def test_read_only_commands_import_neither_tensorflow_nor_torch(tmp_path):
         assert "tensorflow" not in heavy and "torch" not in heavy and "chgnet" not in heavy, (args, heavy)
         if args != ["doctor"]:
             assert "jobflow" not in heavy, (args, heavy)
+
+
+def test_failed_job_line_keeps_the_problem_and_the_fix():
+    """A failed job's one-line message holds the exception's message and its fix line (a UserError
+    spans two lines: the last traceback line alone was only the fix)."""
+    from mlipflow.output import exception_text
+
+    tb = ("Traceback (most recent call last):\n  File \"x.py\", line 3, in f\n    raise UserError(a, b)\n"
+          "mlipflow.errors.UserError: random packing failed: placed 59 of 66 atoms\n"
+          "  fix: lower the density or the minimum distance\n")
+    assert exception_text(tb) == "random packing failed: placed 59 of 66 atoms; fix: lower the density or the minimum distance"
+    assert exception_text("Traceback (most recent call last):\n  File \"x\", line 1\nValueError: bad value") == \
+        "ValueError: bad value"
+    assert exception_text("Traceback (most recent call last):\n  File \"x\", line 1\nKeyError") == "KeyError"

@@ -68,3 +68,114 @@ def test_glass_campaign_killed_during_md_then_rerun(tiny_glass, tmp_path, campai
     assert all(after[k] == v for k, v in done.items())  # finished MD runs were not run (or stored) again
     assert "from the cache:" in rerun.stdout and "md " in rerun.stdout.split("from the cache:")[-1]
     assert type_counts(home) == type_counts(tiny_glass["home"])
+
+
+# ------------------------------------------------------------------ the AL campaign, stage by stage
+
+HELPERS = __import__("pathlib").Path(__file__).parent / "helpers"
+
+
+def _cache_state(home) -> dict[str, str]:
+    """Every finished cache entry: document entries (key -> when stored) and directory entries
+    (kind/key -> mtime of the completion marker, written last)."""
+    import bson
+
+    state: dict[str, str] = {}
+    db = home / "data" / "store" / "cache.sqlite"
+    if db.exists():
+        conn = sqlite3.connect(db, timeout=30)
+        try:
+            state.update({k: str(bson.decode(v).get("created_at")) for k, v in conn.execute("SELECT key, doc FROM docs")})
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            conn.close()
+    for marker in (home / "data" / "cache").glob("*/*/.mlipflow-complete.json"):
+        state[f"{marker.parent.parent.name}/{marker.parent.name}"] = str(marker.stat().st_mtime_ns)
+    return state
+
+
+def _run_until(cmd, env, cwd, marker: str | None, timeout=900):
+    """Run ``cmd``; with ``marker``, SIGKILL its process group as soon as a line contains it.
+    Returns (return code or 'killed', output)."""
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, bufsize=1)
+    lines = []
+    t0 = time.time()
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if marker and marker in line:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return "killed", "".join(lines)
+        if time.time() - t0 > timeout:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"no {marker!r} within {timeout} s: " + "".join(lines)[-3000:])
+    proc.wait()
+    if marker:
+        pytest.fail(f"the run ended before {marker!r}: " + "".join(lines)[-3000:])
+    return proc.returncode, "".join(lines)
+
+
+def test_al_campaign_killed_in_every_stage_and_a_crashing_fit(tiny_al_killed, tmp_path, campaign_tools):
+    """The tiny AL campaign with a slowed, counting EMT labeler (tests/reliability/helpers): SIGKILL
+    during the initial labelling, a run whose fits crash (a pacemaker that segfaults), SIGKILL
+    during an exploration and during the selection's labelling, then a run to the end. No finished
+    reference calculation, fit or MD run is repeated, and the store ends with the documents (by
+    type, kind and campaign) of the tiny EMT campaign (tests/conftest.py::tiny_al_killed, which
+    tests/scaleout/test_fireworks_al.py compares with an uninterrupted FireWorks run)."""
+    import yaml
+
+    campaign_env, type_counts = campaign_tools
+    camp = yaml.safe_load(tiny_al_killed["campaign_file"].read_text())
+    camp["parameters"]["labeler"] = "counting_emt:CountingEMT"
+    camp_file = tmp_path / "al_counting.yaml"
+    camp_file.write_text(yaml.safe_dump(camp))
+    home = tmp_path / "home"
+    calc_log = tmp_path / "calculations.txt"
+    env = campaign_env(home)
+    env.update(PYTHONPATH=f"{HELPERS}{os.pathsep}{env['PYTHONPATH']}", PYTHONUNBUFFERED="1", COLUMNS="200",
+               MLIPFLOW_TEST_CALC_LOG=str(calc_log), MLIPFLOW_TEST_CALC_SLEEP="0.08")
+    crash = tmp_path / "pacemaker-crash"
+    crash.write_text("#!/bin/sh\necho 'Segmentation fault (core dumped)' >&2\nexit 139\n")
+    crash.chmod(0o755)
+    cmd = [sys.executable, "-m", "mlipflow.cli.main", "run", str(camp_file)]
+
+    def calcs() -> list[str]:
+        return calc_log.read_text().split() if calc_log.exists() else []
+
+    # (stage, line that triggers the kill, extra environment, most labeler calls a rerun may repeat)
+    aimd_calls = camp["parameters"]["aimd"]["steps"] + 1  # one unfinished AIMD trajectory
+    stages = [("initial labelling", "start  aimd_2", {}, aimd_calls),
+              ("crashing fit", None, {"MLIPFLOW_EXECUTABLES__PACEMAKER_CMD": str(crash)}, 0),
+              ("exploration", "start  explore_1_1", {}, 0),
+              ("selection labelling", "start  label_1_2", {}, 1),
+              ("to the end", None, {}, 0)]
+    outputs = {}
+    before = calcs()
+    state = _cache_state(home)
+    for stage, marker, extra, may_repeat in stages:
+        rc, out = _run_until(cmd, {**env, **extra}, tmp_path, marker)
+        outputs[stage] = out
+        now = calcs()
+        new = now[len(before):]
+        repeated = set(new) & set(before)
+        assert len(repeated) <= may_repeat, f"{stage}: {len(repeated)} reference calculations repeated"
+        after = _cache_state(home)
+        changed = [k for k, v in state.items() if after.get(k) != v]
+        assert not changed, f"{stage}: finished cache entries rewritten: {changed[:5]}"
+        if stage == "crashing fit":
+            assert rc != 0
+            text = " ".join(out.split())  # the console wraps long lines
+            line = text.split("failed fit_0:")[1].split("(-v shows the traceback)")[0]
+            assert "pacemaker (exit 139" in line and "Segmentation fault" in line, line
+            assert "rerun the same command to continue" in text
+            assert "Traceback" not in out
+        elif stage == "to the end":
+            assert rc == 0, out[-4000:]
+        before, state = now, after
+    # the crashed run labelled what the first kill left, and nothing after the crash was labelled twice
+    assert type_counts(home) == type_counts(tiny_al_killed["home"])
+    summary = outputs["to the end"].split("from the cache:")[-1]
+    assert "trajectory" in summary.split("computed:")[0]  # the initial labels came from the cache

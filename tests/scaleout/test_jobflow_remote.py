@@ -82,7 +82,7 @@ def jfr(tmp_path, monkeypatch, mlipflow_home, shared_mongomock):
     get_settings.cache_clear()
     jf = Path(sys.executable).with_name("jf")
 
-    def write(name="mlipflow-test", workers=tuple(CATEGORIES.values()), queue=None, jobstore=None):
+    def write(name="mlipflow-test", workers=tuple(CATEGORIES.values()), queue=None, jobstore=None, exec_config=None):
         base = tmp_path / "jfr" / name
         project = {
             "name": name, "base_dir": str(base),
@@ -96,6 +96,7 @@ def jfr(tmp_path, monkeypatch, mlipflow_home, shared_mongomock):
                        "delay_refresh_limited": 5, "delay_update_batch": 5, "max_step_attempts": 2,
                        "delta_retry": [1]},
             "log_level": "warn",
+            **({"exec_config": exec_config} if exec_config else {}),
         }
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(project))
         return name
@@ -249,7 +250,47 @@ def test_al_campaign_jobs_are_submitted_to_their_category_workers(jfr):
     assert set(by_name.values()) <= set(CATEGORIES.values())
 
 
+def test_jobs_that_run_a_code_get_its_exec_config(jfr, monkeypatch):
+    """settings.exec_configs (code -> exec_config): fits get the pacemaker environment, LAMMPS MD the
+    lammps one, the rest none; jobs created at run time inherit the mapping (job metadata)."""
+    from jobflow_remote import JobController
+
+    from mlipflow.campaign import build_flow, load_campaign
+    from mlipflow.makers.md import MDMaker
+    from mlipflow.remote import submit_remote
+    from mlipflow.settings import get_settings
+    from mlipflow.workers import assign_needs, code_of
+
+    monkeypatch.setenv("MLIPFLOW_EXEC_CONFIGS", json.dumps({"pacemaker": "pace_env", "lammps": "lmp_env"}))
+    get_settings.cache_clear()
+    project = jfr(exec_config={"pace_env": {"modules": ["cuda/12.4"], "export": {"TF_CPP_MIN_LOG_LEVEL": "2"}},
+                               "lmp_env": {"export": {"MLIPFLOW_EXECUTABLES__LAMMPS_KOKKOS": "true"}}})
+    flow = build_flow(load_campaign(TINY))
+    submit_remote(flow, project=project)
+    docs = {d.job.name: d.exec_config for d in JobController.from_project_name(project).get_jobs_doc()}
+    assert docs["fit_0"] == "pace_env"
+    assert docs["al_structures"] is None and docs["stability_first"] is None  # ASE engine: no external code
+    assert {j.metadata["exec_configs"]["pacemaker"] for j in flow} == {"pace_env"}  # for jobs made at run time
+    lmp = assign_needs(MDMaker(engine="lammps").make({}, {}))
+    assert code_of(lmp) == "lammps" and lmp.config.manager_config["exec_config"] == "lmp_env"
+
+
 # ----------------------------------------------------------------------------- (c) bad input
+
+
+def test_exec_config_the_project_lacks(jfr, monkeypatch):
+    from mlipflow.campaign import build_flow, load_campaign
+    from mlipflow.errors import UserError
+    from mlipflow.remote import submit_remote
+    from mlipflow.settings import get_settings
+
+    monkeypatch.setenv("MLIPFLOW_EXEC_CONFIGS", json.dumps({"pacemaker": "pacemaker"}))
+    get_settings.cache_clear()
+    project = jfr(exec_config={"vasp": {"modules": ["vasp/6.4"]}})
+    with pytest.raises(UserError) as err:
+        submit_remote(build_flow(load_campaign(TINY)), project=project)
+    assert "pacemaker (fit_0" in str(err.value) and "its exec_config: vasp" in str(err.value)
+    assert "exec_config:" in err.value.fix
 
 
 def test_jobflow_remote_not_installed(monkeypatch):
