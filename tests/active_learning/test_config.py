@@ -100,7 +100,7 @@ def test_mini_campaign_makers_carry_its_selection_and_refit_settings(mlipflow_ho
     maker = ActiveLearningMaker.from_config(cfg, "mini")
     it = maker.iteration_maker
     assert it.select_label_maker.max_label_force == 30
-    assert it.fit_maker.settings.warm_start_maxiter == 45 and it.fit_maker.settings.maxiter == 100
+    assert it.fit_maker.settings.warm_start_maxiter == 60 and it.fit_maker.settings.maxiter == 120
     s = cfg.structures
     assert s.pair_min_distance == {"Na-Na": 2.3, "Fe-Fe": 2.3, "P-P": 2.5}
     assert len(generate_cells(s, seed=s.seed)) == 12
