@@ -124,7 +124,7 @@ def cmd_pool(args) -> None:
     _save(sets["pool"], W / "pool.jsonl.gz")
     _save(sets["test"], W / "test.jsonl.gz")
     (W / "reference_energies.json").write_text(json.dumps(refs, indent=1))
-    from mlipflow.engines.pool_al import max_force_component
+    from mlipflow.engines.frames import max_force_component
 
     for name, frames in sets.items():
         fm = np.array([max_force_component(f) for f in frames])

@@ -113,6 +113,11 @@ def check_labels(
     return None
 
 
+def max_force_component(frame: LabeledFrame) -> float:
+    """Largest |force component| of a labelled frame (eV/Å; 0 without forces)."""
+    return float(np.abs(np.asarray(frame.forces, dtype=float)).max()) if frame.forces else 0.0
+
+
 def stress_to_3x3(stress: Any) -> list[list[float]] | None:
     """A 3×3 list from a 3×3 or Voigt-6 (xx, yy, zz, yz, xz, xy) stress, same units."""
     if stress is None:

@@ -32,6 +32,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
+from mlipflow.engines.frames import max_force_component
 from mlipflow.errors import UserError
 from mlipflow.schemas import (
     DistilDoc,
@@ -46,11 +47,6 @@ from mlipflow.schemas import (
 log = logging.getLogger(__name__)
 
 STRATEGIES = {"ace": ("random", "maxvol"), "dp": ("random", "deviation")}
-
-
-def max_force_component(frame: LabeledFrame) -> float:
-    """Largest |force component| of a labelled frame (eV/Å)."""
-    return float(np.abs(np.asarray(frame.forces, dtype=float)).max()) if frame.forces else 0.0
 
 
 def _usable(frames: Sequence[LabeledFrame], what: str) -> list[LabeledFrame]:

@@ -292,17 +292,13 @@ class SelectLabelMaker(Maker):
         return replace_with([*labels, merge], merge.output, name=f"labels_{iteration}")
 
 
-def max_force_component(frame) -> float:
-    """The largest absolute force component of a labelled frame (eV/Å; 0 without forces)."""
-    return float(np.abs(np.asarray(frame.forces, float)).max()) if frame.forces else 0.0
-
-
 @job
 def merge_labels(doc: ALIterationDoc | dict, outputs: list, max_label_force: float | None = None) -> ALIterationDoc:
     """Merge the new labels into the next dataset version. Failed labels are excluded and counted;
     with ``max_label_force``, so are labels with a force component above it (strained geometries
     that pull a fit's energies: the label-efficiency benchmark in docs/active_learning.md)."""
     from mlipflow.engines.dataset_io import collect_frames
+    from mlipflow.engines.frames import max_force_component
 
     doc = doc if isinstance(doc, ALIterationDoc) else ALIterationDoc.model_validate(
         {k: v for k, v in dict(doc).items() if not k.startswith("@")})

@@ -122,24 +122,16 @@ class Settings(BaseSettings):
     dp_pretrained: Path | None = Field(None, description="Pretrained DeePMD-kit checkpoint (.pt) to fine-tune, e.g. DPA-2.3.1-v3.0.0rc0.pt or one made by `mlipflow potential pretrain`; `mlipflow doctor` lists its branches.")
     jobflow_remote_project: str | None = Field(None, description="jobflow-remote project name used by `mlipflow submit --launcher jobflow-remote`.")
 
-    @field_validator("categories")
+    @field_validator("categories", "exec_configs")
     @classmethod
-    def _categories(cls, v: dict[str, str]) -> dict[str, str]:
-        from mlipflow.workers import NEEDS
+    def _known_keys(cls, v: dict[str, str], info) -> dict[str, str]:
+        """categories are keyed by kinds of job (workers.NEEDS), exec_configs by codes (workers.CODES)."""
+        from mlipflow.workers import CODES, NEEDS
 
-        unknown = sorted(set(v) - set(NEEDS))
+        known, what = (NEEDS, "kind(s) of job") if info.field_name == "categories" else (CODES, "code(s)")
+        unknown = sorted(set(v) - set(known))
         if unknown:
-            raise ValueError(f"unknown kind(s) of job {unknown} in categories: use {', '.join(NEEDS)}")
-        return v
-
-    @field_validator("exec_configs")
-    @classmethod
-    def _exec_configs(cls, v: dict[str, str]) -> dict[str, str]:
-        from mlipflow.workers import CODES
-
-        unknown = sorted(set(v) - set(CODES))
-        if unknown:
-            raise ValueError(f"unknown code(s) {unknown} in exec_configs: use {', '.join(CODES)}")
+            raise ValueError(f"unknown {what} {unknown} in {info.field_name}: use {', '.join(known)}")
         return v
 
     @field_validator("data_dir", "scratch_dir", "launchpad_file", mode="before")

@@ -54,29 +54,26 @@ def iter_jobs(obj: Any) -> Iterator[Any]:
             yield from iter_jobs(j)
 
 
-def need_of(job) -> str:
-    """The kind of node a job needs: its maker's ``need`` (or a known foreign maker's), else light."""
+def _declared(job, attr: str, foreign: dict[str, str]) -> str | None:
+    """What a job's maker (or function) declares as ``attr``, else what :data:`FOREIGN_NEEDS` /
+    :data:`FOREIGN_CODES` say for the package the maker comes from."""
     func = job.function
     maker = getattr(func, "__self__", None)
-    need = getattr(maker, "need", None) or getattr(func, "need", None)
-    if need:
-        return need
+    value = getattr(maker, attr, None) or getattr(func, attr, None)
+    if value:
+        return value
     module = type(maker).__module__ if maker is not None else getattr(func, "__module__", "")
-    for prefix, n in FOREIGN_NEEDS.items():
-        if module.startswith(prefix):
-            return n
-    return "light"
+    return next((v for prefix, v in foreign.items() if module.startswith(prefix)), None)
+
+
+def need_of(job) -> str:
+    """The kind of node a job needs: its maker's ``need`` (or a known foreign maker's), else light."""
+    return _declared(job, "need", FOREIGN_NEEDS) or "light"
 
 
 def code_of(job) -> str | None:
     """The external code a job runs (a key of :data:`CODES`): its maker's ``code``, else None."""
-    func = job.function
-    maker = getattr(func, "__self__", None)
-    code = getattr(maker, "code", None) or getattr(func, "code", None)
-    if code:
-        return code
-    module = type(maker).__module__ if maker is not None else getattr(func, "__module__", "")
-    return next((c for prefix, c in FOREIGN_CODES.items() if module.startswith(prefix)), None)
+    return _declared(job, "code", FOREIGN_CODES)
 
 
 def current_exec_configs() -> dict[str, str]:

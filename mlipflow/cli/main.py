@@ -27,7 +27,7 @@ for _msg, _cat in (("cd is deprecated", FutureWarning),  # jobflow's run_locally
     warnings.filterwarnings("ignore", message=_msg, category=_cat)
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one line per message: no breaks inside paths or words (logs, grep)
 
 app = typer.Typer(
     name="mlipflow",

@@ -82,7 +82,8 @@ def test_maxvol_rounds_and_cache(emt_pool):
 
 
 def test_random_seeds_and_filters(emt_pool):
-    from mlipflow.engines.pool_al import max_force_component, run_pool_al
+    from mlipflow.engines.frames import max_force_component
+    from mlipflow.engines.pool_al import run_pool_al
 
     kw = dict(kind="ace", init=16, batch=6, rounds=1, reference_energies=emt_pool["refs"], ace_settings=_settings())
     fm = sorted(max_force_component(f) for f in emt_pool["pool"])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
-from mlipflow.engines.frames import make_frame
-from mlipflow.makers.active_learning import dataset_version, max_force_component, merge_labels
+from mlipflow.engines.frames import make_frame, max_force_component
+from mlipflow.makers.active_learning import dataset_version, merge_labels
 from mlipflow.schemas.potentials import ALIterationDoc
 
 

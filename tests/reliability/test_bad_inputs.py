@@ -89,6 +89,8 @@ CASES: list[tuple[str, list[str], dict, str]] = [
     # settings and the database
     ("settings: non-Mongo URI", ["query"], {"MLIPFLOW_DATABASE__URI": "http://example.org"}, "mongodb://"),
     ("settings: unknown key in file", ["config"], {"MLIPFLOW_CONFIG": "{tmp}/settings_key.yaml"}, "databse"),
+    ("settings: exec_configs for an unknown code", ["config"], {"MLIPFLOW_EXEC_CONFIGS": '{"lmp": "lammps_kokkos"}'},
+     "lmp"),
     ("database: unreachable", ["query"], {"MLIPFLOW_DATABASE__URI": CLOSED_PORT, "MLIPFLOW_DATABASE__TIMEOUT_S": "1"},
      "cannot reach"),
     # store commands
