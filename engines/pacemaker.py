@@ -379,7 +379,7 @@ def fit_input_hash(train_pickle: str | Path, test_pickle: str | Path | None, set
         "pacemaker-fit",
         file_digest(train_pickle),
         file_digest(test_pickle) if test_pickle else None,
-        settings.model_dump(mode="json", exclude_none=True),  # a new optional field keeps old keys valid
+        settings.model_dump(mode="json", exclude_none=True),  # unset options (None) do not enter the key
         potential_digest(warm_start) if warm_start else None,
     )
 

@@ -303,13 +303,12 @@ def merge_labels(doc: ALIterationDoc | dict, outputs: list, max_label_force: flo
     doc = doc if isinstance(doc, ALIterationDoc) else ALIterationDoc.model_validate(
         {k: v for k, v in dict(doc).items() if not k.startswith("@")})
     frames = collect_frames([o for o in outputs if o is not None])
-    rejected = [f for f in frames if f.status == "ok" and max_label_force is not None
-                and max_force_component(f) > max_label_force]
+    fmax = {f.frame_id: max_force_component(f) for f in frames if f.status == "ok" and max_label_force is not None}
+    rejected = {i: v for i, v in fmax.items() if v > max_label_force}
     if rejected:
-        ids = {f.frame_id for f in rejected}
-        frames = [f for f in frames if f.frame_id not in ids]
-        doc.label_rejections = [f"{f.frame_id[:12]}: force component {max_force_component(f):.1f} eV/Å above "
-                                f"select.max_label_force {max_label_force:g}" for f in rejected]
+        frames = [f for f in frames if f.frame_id not in rejected]
+        doc.label_rejections = [f"{i[:12]}: force component {v:.1f} eV/Å above select.max_label_force "
+                                f"{max_label_force:g}" for i, v in rejected.items()]
     n_ok = sum(f.status == "ok" for f in frames)
     if n_ok:
         doc.dataset = dataset_version(doc.dataset.name, frames, parent=doc.dataset, campaign=doc.campaign,

@@ -123,14 +123,16 @@ def check_workers(flow, proj, default: str) -> Counter:
     return jobs_by_worker(flow, default)
 
 
-def check_exec_configs(flow, proj, settings) -> dict[str, str]:
+def check_exec_configs(flow, proj, settings) -> None:
     """Every exec_config the flow's jobs name (and that jobs created at run time will name:
-    ``settings.exec_configs``) must be defined by the project; returns job name -> exec_config."""
+    ``settings.exec_configs``) must be defined by the project."""
     from mlipflow.workers import iter_jobs
 
-    named = {j.name: (j.config.manager_config or {}).get("exec_config") for j in iter_jobs(flow)}
-    named = {k: v for k, v in named.items() if v}
-    wanted = {v: [k for k, n in named.items() if n == v] for v in set(named.values())}
+    wanted: dict[str, list[str]] = {}
+    for j in iter_jobs(flow):
+        name = (j.config.manager_config or {}).get("exec_config")
+        if name:
+            wanted.setdefault(name, []).append(j.name)
     for code, name in (settings.exec_configs or {}).items():
         wanted.setdefault(name, []).append(f"(settings.exec_configs.{code})")
     missing = sorted(n for n in wanted if n not in (proj.exec_config or {}))
@@ -140,7 +142,6 @@ def check_exec_configs(flow, proj, settings) -> dict[str, str]:
                         f"its exec_config: {', '.join(proj.exec_config or {}) or 'none'}",
                         f"add them under exec_config: in the project file (template: {TEMPLATE}), or remove them "
                         "from settings.exec_configs")
-    return named
 
 
 def _placeholders(proj) -> list[str]:

@@ -76,29 +76,17 @@ def code_of(job) -> str | None:
     return _declared(job, "code", FOREIGN_CODES)
 
 
-def current_exec_configs() -> dict[str, str]:
-    """The exec_configs (code -> jobflow-remote exec_config) of the running job, else the settings'."""
+def current_mapping(key: str) -> dict[str, str]:
+    """``categories`` or ``exec_configs`` of the running job (what its campaign was submitted with),
+    else the settings' (the field of that name)."""
     from jobflow import CURRENT_JOB
 
     meta = getattr(getattr(CURRENT_JOB, "job", None), "metadata", None) or {}
-    if "exec_configs" in meta:
-        return dict(meta["exec_configs"] or {})
+    if key in meta:
+        return dict(meta[key] or {})
     from mlipflow.settings import get_settings
 
-    return dict(get_settings().exec_configs)
-
-
-def current_categories() -> dict[str, str]:
-    """The categories of the running job (what its campaign was submitted with), else the settings'."""
-    from jobflow import CURRENT_JOB
-
-    running = getattr(CURRENT_JOB, "job", None)
-    meta = getattr(running, "metadata", None) or {}
-    if "categories" in meta:
-        return dict(meta["categories"] or {})
-    from mlipflow.settings import get_settings
-
-    return dict(get_settings().categories)
+    return dict(getattr(get_settings(), key))
 
 
 def assign_needs(obj, categories: dict[str, str] | None = None, exec_configs: dict[str, str] | None = None):
@@ -108,9 +96,9 @@ def assign_needs(obj, categories: dict[str, str] | None = None, exec_configs: di
     ``categories`` (need -> worker) and ``exec_configs`` default to those of the running job, so
     jobs created at run time on a worker get what the campaign was submitted with."""
     if categories is None:
-        categories = current_categories()
+        categories = current_mapping("categories")
     if exec_configs is None:
-        exec_configs = current_exec_configs()
+        exec_configs = current_mapping("exec_configs")
     for job in iter_jobs(obj):
         need = need_of(job)
         job.metadata = {**(job.metadata or {}), "need": need, "categories": dict(categories),

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_glass_campaign_killed_during_md_then_rerun(tiny_glass, tmp_path, campai
 
 # ------------------------------------------------------------------ the AL campaign, stage by stage
 
-HELPERS = __import__("pathlib").Path(__file__).parent / "helpers"
+HELPERS = Path(__file__).parent / "helpers"
 
 
 def _cache_state(home) -> dict[str, str]:
