@@ -182,10 +182,21 @@ XDIST_GROUPS = {
 
 
 def pytest_collection_modifyitems(config, items):
-    """Put the tests that share an expensive session fixture into one xdist group."""
+    """One xdist group per set of tests that must run on one worker: the tests of a file (they
+    then run in the order they are written, as in a serial run: module fixtures are computed
+    once, and a test that finds a cache entry an earlier test of its file wrote sees it on two
+    workers too), joined with every file whose tests share an expensive session fixture."""
+    parent: dict[str, str] = {}
+
+    def root(x):
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         for group, fixtures in XDIST_GROUPS.items():
             if names & fixtures:
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
+                parent[root(item.nodeid.split("::")[0])] = root(group)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(root(item.nodeid.split("::")[0])))

@@ -92,7 +92,9 @@ def test_random_seeds_and_filters(emt_pool):
     b = run_pool_al(emt_pool["pool"], emt_pool["test"], strategy="random", seed=1, **kw)
     assert a.chosen[:16] == b.chosen[:16]  # the same initial set for every strategy and seed
     assert a.chosen[16:] != b.chosen[16:]
-    assert a.rounds[0].cached and b.rounds[0].cached  # round 0 is the maxvol test's fit
+    # round 0 fits the same initial set for every strategy and seed: the second run reuses it
+    # (whichever test of this module ran first computed it; under xdist that may be this one)
+    assert b.rounds[0].cached
     by_id = {f.frame_id: f for f in emt_pool["pool"]}
     assert all(max_force_component(by_id[i]) <= cap for i in a.chosen[16:])  # the force filter
     assert a.parameters["max_force"] == cap and a.rounds[1].n_by_uncertainty == 0
