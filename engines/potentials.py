@@ -140,22 +140,60 @@ def _clean(d: dict) -> dict:
 
 
 def load_potential_doc(ref: PotentialRef) -> PotentialDoc:
-    """The stored :class:`PotentialDoc` (files loaded) that ``ref`` points to."""
-    from mlipflow.store import current_store
+    """The stored :class:`PotentialDoc` (files loaded) that ``ref`` points to: from the running
+    job's store, else from mlipflow's configured store (a jobflow-remote job's own store is a file
+    in its job directory that holds only its inputs; the project's job store is mlipflow's)."""
+    from mlipflow.store import current_store, describe, job_store
+
+    def find(store):
+        if ref.uuid:
+            return store.query_one({"uuid": ref.uuid, "output.type": "potential"}, properties=["output"], load=True,
+                                   sort={"index": -1})
+        if ref.input_hash:
+            return store.query_one({"output.type": "potential", "output.input_hash": ref.input_hash},
+                                   properties=["output"], load=True)
+        return None
 
     store = current_store()
-    if ref.uuid:
-        doc = store.query_one({"uuid": ref.uuid, "output.type": "potential"}, properties=["output"], load=True,
-                              sort={"index": -1})
-    elif ref.input_hash:
-        doc = store.query_one({"output.type": "potential", "output.input_hash": ref.input_hash},
-                              properties=["output"], load=True)
-    else:
-        doc = None
+    doc = find(store)
+    if doc is None and (ref.uuid or ref.input_hash):
+        configured = job_store()
+        configured.connect()
+        try:
+            doc = find(configured)
+        finally:
+            configured.close()
     if doc is None:
-        raise UserError(f"potential {ref.label} ({ref.kind}) is not in the store {store.docs_store}",
+        raise UserError(f"potential {ref.label} ({ref.kind}) is not in the store ({describe()})",
                         "run the fit first, or check the store settings (mlipflow config)")
     return PotentialDoc.model_validate(_clean(doc["output"]))
+
+
+def job_input(potential: Any) -> Any:
+    """How a flow hands ``potential`` to a new job: a fitted potential (a reference carrying the
+    uuid of the job that fitted it) as a reference to that job's output, which the manager
+    (jobflow, FireWorks, jobflow-remote's runner) resolves, files included, before the job starts;
+    the job then reads no store, so it also runs where the store is out of reach (a jobflow-remote
+    worker's store is a file in the job directory). Files on disk, inline parameters and
+    references already unresolved are handed on as they are."""
+    from jobflow import OutputReference
+
+    if potential is None or isinstance(potential, OutputReference):
+        return potential
+    ref = PotentialRef.coerce(potential)
+    if ref.uuid and not ref.paths and not ref.parameters:
+        return OutputReference(ref.uuid)
+    return ref
+
+
+def as_doc(potential: Any) -> PotentialDoc:
+    """The :class:`PotentialDoc` of a potential handed to a job: the document itself when the
+    manager resolved it (see :func:`job_input`), else the one its reference names in the store."""
+    if isinstance(potential, PotentialDoc):
+        return potential
+    if isinstance(potential, dict) and potential.get("files"):
+        return PotentialDoc.model_validate(_clean(potential))
+    return load_potential_doc(PotentialRef.coerce(potential))
 
 
 @dataclass

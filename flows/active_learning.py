@@ -12,7 +12,11 @@ potential kind with an uncertainty signal), a :class:`~mlipflow.makers.active_le
 sub-flow's last job (:func:`decide`) replaces itself with the next iteration unless a stopping
 rule holds: the iteration limit, no frame above the lower threshold, or no improvement of the test
 error of the new potential over the previous one on the same test set. Everything a later job
-needs comes from job outputs and the store (no shared local directory).
+needs comes from job outputs and the store (no shared local directory). Jobs of the submitted flow
+(stability runs, the summary) get potentials as references to their fit's output, which the manager
+resolves with the files (:func:`~mlipflow.engines.potentials.job_input`); jobs an iteration creates
+at run time get a :class:`~mlipflow.schemas.PotentialRef` and read the files from the store
+(jobflow-remote refuses references to jobs outside a replacing flow).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any, ClassVar
 
 from jobflow import Flow, Maker, Response, job
 
+from mlipflow.engines.potentials import job_input
 from mlipflow.errors import UserError, parse_parameters
 from mlipflow.makers.ace import AceFitMaker, MaxVolSelector, fit_settings
 from mlipflow.makers.active_learning import (
@@ -126,6 +131,7 @@ def decide(maker: ActiveLearningIterationMaker, iteration: int, selection: ALIte
     doc = _model(ALIterationDoc, selection)
     pot = _model(PotentialDoc, fitted)
     doc.new_potential = PotentialRef.coerce(pot)
+    doc.potential_output = job_input(doc.new_potential)
     doc.test_metrics = pot.test_metrics
     doc.previous_test_metrics = pot.warm_start_test_metrics
     rows = [_model(IterationSummary, h) for h in history]
@@ -135,7 +141,7 @@ def decide(maker: ActiveLearningIterationMaker, iteration: int, selection: ALIte
         n_selected=doc.n_selected, n_labeled=doc.n_labeled, n_label_failed=doc.n_label_failed,
         n_label_rejected=doc.n_label_rejected,
         uncertainty_max=doc.gamma_stats.max, trust_ratios=doc.trust_ratios, test=doc.test_metrics,
-        previous_test=doc.previous_test_metrics, fixed_test=fixed_set_errors(doc.new_potential, fixed_test),
+        previous_test=doc.previous_test_metrics, fixed_test=fixed_set_errors(pot, fixed_test),
         t_melt=maker.explore_maker.protocol.max_temperature))
     doc.history = rows
     doc.stop_reason, doc.stop_message = stop_rule(doc, maker.loop, maker.select_label_maker.gamma_lo)
@@ -152,8 +158,9 @@ def decide(maker: ActiveLearningIterationMaker, iteration: int, selection: ALIte
 @job
 def summarize(config: dict, first: PotentialDoc | dict, loop_result: Any, stability: list,
               initial_dataset: DatasetDoc | dict, campaign: str | None = None,
-              fixed_test: DatasetRef | None = None) -> CampaignDoc:
-    """Campaign document: iterations, labels, errors, uncertainty, stability; plots of the loop."""
+              fixed_test: DatasetRef | None = None, final: PotentialDoc | dict | None = None) -> CampaignDoc:
+    """Campaign document: iterations, labels, errors, uncertainty, stability; plots of the loop.
+    ``first``/``final``: the first and the final potential (documents with their files)."""
     from mlipflow import cache
     from mlipflow.settings import get_settings
 
@@ -163,6 +170,7 @@ def summarize(config: dict, first: PotentialDoc | dict, loop_result: Any, stabil
     history = loop.history if loop else []
     first_ref = PotentialRef.coerce(first)
     final_ref = loop.new_potential if loop and loop.new_potential else first_ref
+    final = _model(PotentialDoc, final) if final is not None else first
     summary = ActiveLearningSummary(
         iterations=len(history), stop_reason=loop.stop_reason if loop else None,
         stop_message=(loop.stop_message if loop else "no active-learning iterations requested"),
@@ -172,15 +180,15 @@ def summarize(config: dict, first: PotentialDoc | dict, loop_result: Any, stabil
     if fixed_test is not None:
         fixed = DatasetRef.coerce(fixed_test)
         summary.fixed_test_set = FixedTestSetComparison(
-            dataset=fixed, first=fixed_set_errors(first_ref, fixed), final=fixed_set_errors(final_ref, fixed))
+            dataset=fixed, first=fixed_set_errors(first, fixed), final=fixed_set_errors(final, fixed))
     # first vs final potential on the same test sets: the initial one (high-T MD frames) and the
     # final one (plus the frames active learning added), read from the store
     if history:
         for set_name, ref in (("initial", init.ref), ("final", history[-1].dataset)):
             if ref is None:
                 continue
-            summary.comparisons[set_name] = {key: split_errors(pref, ref)
-                                             for key, pref in (("first", first_ref), ("final", final_ref))}
+            summary.comparisons[set_name] = {key: split_errors(pot, ref)
+                                             for key, pot in (("first", first), ("final", final))}
     for st in stability or []:
         st = _model(MDRunDoc, st)
         summary.stability[st.label or "?"] = StabilityResult(
@@ -248,24 +256,24 @@ class ActiveLearningMaker(Maker):
             fixed = self.test_set_maker.make(init.output.reference_energies, campaign)
             jobs.append(fixed)
             fixed_ref = fixed.output.ref
-        loop_output = None
-        final_ref = fit0.output.ref
+        loop_output = final = None
         if self.iteration_maker.loop.max_iterations > 0:
             loop = replace(self.iteration_maker, name="iteration_1").make(
                 1, fit0.output.ref, init.output.ref, [], campaign, fixed_ref)
             jobs.append(loop)
             loop_output = loop.output
-            final_ref = loop.output.new_potential
+            final = loop.output.potential_output  # the last fit's output, files included
         stability = []
         if self.stability_maker is not None:
-            s0 = replace(self.stability_maker, name="stability_first").make(fit0.output.ref, "first", campaign)
+            s0 = replace(self.stability_maker, name="stability_first").make(fit0.output, "first", campaign)
             jobs.append(s0)
             stability.append(s0.output)
             if loop_output is not None:
-                s1 = replace(self.stability_maker, name="stability_final").make(final_ref, "final", campaign)
+                s1 = replace(self.stability_maker, name="stability_final").make(final, "final", campaign)
                 jobs.append(s1)
                 stability.append(s1.output)
-        summ = summarize(self.config, fit0.output, loop_output, stability, init.output, campaign, fixed_ref)
+        summ = summarize(self.config, fit0.output, loop_output, stability, init.output, campaign, fixed_ref,
+                         final=final)
         summ.name = "summarize"
         jobs.append(summ)
         return assign_needs(Flow(jobs, output=summ.output, name=f"{campaign}:{self.name}"))

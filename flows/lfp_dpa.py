@@ -179,11 +179,11 @@ def lfp_dpa_flow(campaign: str = "lixfepo4", **parameters) -> Flow:
         v = cfg.validation
         validation = LfpValidationMaker(perturbations=v.perturbations, fmax=v.fmax, steps=v.steps,
                                         magmom_threshold=v.magmom_threshold, boundary_A=v.boundary_A,
-                                        seed=v.seed).make(fit.output.ref, labels.output, campaign=campaign)
+                                        seed=v.seed).make(fit.output, labels.output, campaign=campaign)
         jobs.append(validation)
     analyses: dict[str, list] = {}
     if md_cfg is not None:
-        md_jobs, analyses = lfp_md_jobs(md_cfg, fit.output.ref, campaign)
+        md_jobs, analyses = lfp_md_jobs(md_cfg, fit.output, campaign)
         jobs.extend(md_jobs)
     summary = summarize_lfp_dpa(labels.output, fit.output, validation.output if validation else None,
                                 base_out, analyses, cfg.model_dump(mode="json"), campaign=campaign)

@@ -19,6 +19,7 @@ from jobflow import Maker, job
 from mlipflow.engines.pacemaker import AceFitSettings
 from mlipflow.errors import UserError
 from mlipflow.schemas import DatasetDoc, DatasetRef, MDRunDoc, PotentialDoc, PotentialRef
+from mlipflow.uids import current_job_uuid
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,6 @@ def export_split(dataset: DatasetRef, directory: Path) -> tuple[Path, Path | Non
     return train, test, doc
 
 
-def current_job_uuid() -> str | None:
-    from jobflow import CURRENT_JOB
-
-    return getattr(getattr(CURRENT_JOB, "job", None), "uuid", None)
-
 
 @dataclass
 class AceFitMaker(Maker):
@@ -85,13 +81,13 @@ class AceFitMaker(Maker):
 
         from mlipflow import cache
         from mlipflow.engines.pacemaker import fit_ace, fit_input_hash, potential_doc
-        from mlipflow.engines.potentials import load_potential_doc, materialize
+        from mlipflow.engines.potentials import as_doc, materialize
 
         settings = self.settings if isinstance(self.settings, AceFitSettings) else AceFitSettings(**self.settings)
         warm = PotentialRef.coerce(warm_start) if warm_start is not None else None
         ds_ref = None if isinstance(dataset, (str, Path)) else DatasetRef.coerce(dataset)
         if warm is not None and ds_ref is not None and warm.uuid:
-            prev = load_potential_doc(warm)
+            prev = as_doc(warm_start)
             if prev.dataset is not None and (prev.dataset.name, prev.dataset.version) == (ds_ref.name, ds_ref.version):
                 log.info("fit: no new labels since potential %s; keeping it", warm.label)
                 return prev.model_copy(update={"reused_from": warm, "ref": warm})
@@ -100,7 +96,7 @@ class AceFitMaker(Maker):
                 train, test, _ = export_split(ds_ref, Path(tmp))
             else:
                 train, test = Path(dataset), Path(test_pickle) if test_pickle else None
-            warm_files = materialize(warm) if warm is not None else None
+            warm_files = materialize(warm_start) if warm is not None else None
             warm_yaml = warm_files.path("model") if warm_files else None
             key = fit_input_hash(train, test, settings, warm_yaml)
             workdir = Path(self.workdir) if self.workdir else cache.entry_path("ace-fit", [key])

@@ -269,10 +269,10 @@ class SelectLabelMaker(Maker):
         from mlipflow.workers import replace_with
 
         dataset = DatasetRef.coerce(dataset)
-        potential = PotentialRef.coerce(potential)
         runs = [r if isinstance(r, MDRunDoc) else MDRunDoc.model_validate(
             {k: v for k, v in dict(r).items() if not k.startswith("@")}) for r in runs]
-        sel = self.selector.select(runs, potential)
+        sel = self.selector.select(runs, potential)  # the document as handed over, files included
+        potential = PotentialRef.coerce(potential)
         records = [CandidateRecord(**r) for r in sel["records"]]
         all_g = [g for r in runs for g in (r.thermo.get("max_gamma") or []) if g is not None and not math.isnan(g)]
         stats = UncertaintyStats(n_above_lo=int(sum(r.max_gamma > self.gamma_lo for r in records)))
@@ -378,11 +378,11 @@ class PoolSelectMaker(Maker):
 
         from mlipflow.engines.dataset_io import read_pool
 
-        potential = PotentialRef.coerce(potential)
         atoms, origins = read_pool(pool)
         for a, origin in zip(atoms, origins):
             a.info["run"] = origin
         res = self.selector.select_frames(atoms, potential)
+        potential = PotentialRef.coerce(potential)
         if out_file:
             from pathlib import Path
 

@@ -29,6 +29,7 @@ from mlipflow.engines.deepmd import DPSettings, DPTrainingDoc
 from mlipflow.errors import UserError
 from mlipflow.schemas import DatasetDoc, DatasetRef, MDRunDoc, PotentialDoc, PotentialRef
 from mlipflow.schemas.base import content_hash
+from mlipflow.uids import current_job_uuid
 from mlipflow.workers import needs
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,6 @@ def _settings(s: DPSettings | dict | None) -> DPSettings:
         return s
     return DPSettings.model_validate(_plain(s)) if s else DPSettings()
 
-
-def current_job_uuid() -> str | None:
-    from jobflow import CURRENT_JOB
-
-    return getattr(getattr(CURRENT_JOB, "job", None), "uuid", None)
 
 
 def export_dp_split(dataset: DatasetRef, directory: Path, type_map: Sequence[str] | None = None
@@ -97,14 +93,14 @@ class DPTrainMaker(Maker):
              warm_start: PotentialRef | dict | None = None, campaign: str | None = None,
              base: PotentialRef | dict | None = None) -> DPTrainingDoc:
         from mlipflow.engines.deepmd import DPTrainingError, _blob, fit_dp_member, test_dp
-        from mlipflow.engines.potentials import load_potential_doc, materialize
+        from mlipflow.engines.potentials import as_doc, materialize
 
         settings = _settings(self.settings)
         ds_ref = DatasetRef.coerce(dataset)
         base_ref = base
         warm = PotentialRef.coerce(warm_start) if warm_start is not None else None
         if warm is not None and warm.uuid:
-            prev = load_potential_doc(warm)
+            prev = as_doc(warm_start)
             if prev.dataset is not None and (prev.dataset.name, prev.dataset.version) == (ds_ref.name, ds_ref.version):
                 log.info("dp member %d: no new labels since potential %s; not training", member, warm.label)
                 return DPTrainingDoc(status="skipped", member=member, seed=seed, campaign=campaign)
@@ -112,7 +108,7 @@ class DPTrainMaker(Maker):
             train, test, _, tmap = export_dp_split(ds_ref, Path(tmp), settings.type_map)
             base, branch, warm_pot = None, self.model_branch, None
             if warm is not None:
-                warm_pot = materialize(warm)
+                warm_pot = materialize(warm_start)
                 ckpts = sorted(r for r in warm_pot.files if r == "checkpoint" or r.startswith("checkpoint_"))
                 if not ckpts:
                     raise UserError(f"the warm-start potential {warm.label} has no training checkpoint (.pt) to fine-tune",
@@ -122,7 +118,7 @@ class DPTrainMaker(Maker):
                 base = warm_pot.path(role if role in warm_pot.files else ckpts[member % len(ckpts)])
                 branch = None
             elif base_ref is not None:  # a stored base (DPPretrainMaker's output): its checkpoint on this node
-                base = materialize(PotentialRef.coerce(base_ref)).path("checkpoint")
+                base = materialize(base_ref).path("checkpoint")
             elif self.finetune:
                 base = Path(self.finetune).expanduser()
             workdir = Path(self.workdir) / f"member_{member}" if self.workdir else None
@@ -170,7 +166,7 @@ def _cutoff(config: dict[str, Any], workdir: str) -> float | None:
 def gather_dp_ensemble(members: list, dataset: DatasetRef | DatasetDoc | dict, warm_start: PotentialRef | dict | None = None,
                        name: str = "", campaign: str | None = None) -> PotentialDoc:
     """The ensemble's members as ONE :class:`PotentialDoc` (``kind="dp"``); its ``ref`` is this job."""
-    from mlipflow.engines.potentials import load_potential_doc
+    from mlipflow.engines.potentials import as_doc
 
     docs = sorted((m if isinstance(m, DPTrainingDoc) else DPTrainingDoc.model_validate(_plain(m)) for m in members),
                   key=lambda d: d.member)
@@ -185,7 +181,7 @@ def gather_dp_ensemble(members: list, dataset: DatasetRef | DatasetDoc | dict, w
                         failed[0].error.split("fix:")[-1].strip() if failed[0].error and "fix:" in failed[0].error
                         else "see the training log")
     if all(d.status == "skipped" for d in docs):
-        prev = load_potential_doc(warm)
+        prev = as_doc(warm_start)
         return prev.model_copy(update={"reused_from": warm, "ref": warm, "campaign": campaign})
     files: dict[str, str] = {}
     roles: dict[str, str] = {}

@@ -273,7 +273,7 @@ class LfpValidationMaker(Maker):
                                                 "boundary_A", "fallback_boundary_A", "seed")}
         starts = [s.model_dump() for s in lab.validation]
         doc = cache.get_or_compute("lfp-validation", [pot.identity(), starts, params],
-                                   lambda: self._validate(pot, lab), decode=LfpValidationDoc.model_validate)
+                                   lambda: self._validate(potential, lab), decode=LfpValidationDoc.model_validate)
         doc.campaign = campaign
         doc.plots = _plot_validation(doc, Path.cwd() / "lfp_plots")
         return doc
@@ -288,7 +288,7 @@ class LfpValidationMaker(Maker):
         opt.run(fmax=self.fmax, steps=self.steps)
         return AseAtomsAdaptor.get_structure(atoms), int(opt.nsteps)
 
-    def _validate(self, pot: PotentialRef, lab: LfpLabelingDoc) -> LfpValidationDoc:
+    def _validate(self, potential: Any, lab: LfpLabelingDoc) -> LfpValidationDoc:
         from pymatgen.analysis.structure_matcher import StructureMatcher
 
         from mlipflow.analysis.polarons import fit_valence_gmm
@@ -327,7 +327,7 @@ class LfpValidationMaker(Maker):
             b = ref_gmm["boundary_A"] if ref_gmm else self.fallback_boundary_A
             ref_valence = {c: np.where(r < b, 3, 2) for c, r in ref_radii.items()}
             how = f"Fe–O radii of the reference structures: Fe3+ below {b:.3f} Å"
-        calc = calculator(pot)
+        calc = calculator(potential)  # the document as handed over, files included
         rng = np.random.default_rng(self.seed)
         jobs = []
         for s in lab.validation:
@@ -372,11 +372,11 @@ class LfpValidationMaker(Maker):
             r.n_failed += case.error is not None
         for r in rates.values():
             r.fraction = r.n_recovered / r.n if r.n else None
-        return LfpValidationDoc(potential=pot, reference_valence=how, boundary_A=float(boundary), gmm=gmm or {},
+        return LfpValidationDoc(potential=PotentialRef.coerce(potential), reference_valence=how, boundary_A=float(boundary), gmm=gmm or {},
                                 reference_gmm=ref_gmm or {}, rates=list(rates.values()), cases=cases,
                                 radii_A={"reference": all_ref_radii.round(5).tolist(),
                                          "relaxed": all_radii.round(5).tolist()},
-                                input_hash=content_hash("lfp-validation", pot.identity(),
+                                input_hash=content_hash("lfp-validation", PotentialRef.coerce(potential).identity(),
                                                         [s.model_dump() for s in lab.validation]))
 
 

@@ -13,6 +13,7 @@ montydb decodes every document of a collection on each query). With ``database.u
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 import warnings
 from contextlib import contextmanager
@@ -51,16 +52,54 @@ def _mongo_uri(settings: Settings) -> str:
     return uri
 
 
+@functools.cache
+def _embedded_store_class():
+    from maggma.stores.mongolike import MontyStore
+
+    class EmbeddedStore(MontyStore):
+        """maggma's MontyStore, but montydb's storage configuration is written once, atomically.
+
+        MontyStore rewrites ``monty.storage.cfg`` on every connect (truncate, then write); another
+        process opening the store at that moment reads an empty file and fails ("No module named
+        'montydb.storage.'"): seen with jobs running side by side in their own processes
+        (jobflow-remote's local workers, FireWorks rapidfire with several workers)."""
+
+        def connect(self, force_reset: bool = False):
+            import os
+            import tempfile
+
+            from montydb import MontyClient, set_storage
+
+            if not self._coll or force_reset:
+                cfg = Path(self.database_path) / "monty.storage.cfg"
+                if not cfg.is_file():
+                    with tempfile.TemporaryDirectory(dir=self.database_path) as tmp:
+                        set_storage(tmp, storage=self.storage, **self.storage_kwargs)
+                        # montydb's files (the config and its `.monty.storage` marker), the config last
+                        for f in sorted(Path(tmp).iterdir(), key=lambda f: f.name == cfg.name):
+                            os.replace(f, Path(self.database_path) / f.name)
+                client = MontyClient(self.database_path, **self.client_kwargs)
+                self._coll = client[self.database_name][self.collection_name]
+
+    EmbeddedStore.__module__ = __name__
+    EmbeddedStore.__qualname__ = "EmbeddedStore"
+    return EmbeddedStore
+
+
+def __getattr__(name: str):
+    if name == "EmbeddedStore":  # made on first use: importing maggma.stores costs ~0.7 s
+        return _embedded_store_class()
+    raise AttributeError(name)
+
+
 def collection(name: str, settings: Settings | None = None, key: str = "uuid") -> Store:
     """A document collection named ``name`` in the configured database (not yet connected)."""
     settings = settings or get_settings()
     db = settings.database
     if db.embedded:
-        from maggma.stores.mongolike import MontyStore
-
         path = settings.store_path
         path.mkdir(parents=True, exist_ok=True)
-        return MontyStore(
+        return _embedded_store_class()(
             collection_name=name, database_path=str(path), database_name=db.database, key=key,
             storage="sqlite",
         )

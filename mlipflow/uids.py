@@ -52,3 +52,11 @@ def reproducible_uuids(seed: str) -> Iterator[None]:
     finally:
         for m, s in zip(mods, saved):
             m.suid = s
+
+
+def current_job_uuid() -> str | None:
+    """The uuid of the running jobflow job (None outside one): what a fit records in its
+    potential's reference, so later jobs can name the output that holds the files."""
+    from jobflow import CURRENT_JOB
+
+    return getattr(getattr(CURRENT_JOB, "job", None), "uuid", None)

@@ -313,6 +313,9 @@ class ALIterationDoc(MlipflowDocument):
     stop_message: str | None = Field(None, description="The stopping rule's explanation, with numbers.")
     dataset: DatasetRef | None = Field(None, description="Dataset after merging the new labels.")
     new_potential: PotentialRef | None = Field(None, description="Potential refitted at the end of the iteration.")
+    potential_output: Any = Field(None, description=(
+        "The refit's output as a jobflow reference (set by decide): a job given the loop's "
+        "`potential_output` receives the potential document with its files, resolved by the manager."))
     n_labeled: int = Field(0, description="New frames labeled in this iteration (status ok).")
     n_label_failed: int = Field(0, description="Selected frames whose labeling failed (kept, excluded from the dataset).")
     n_label_rejected: int = Field(0, description="Labelled frames kept out of the dataset by select.max_label_force.")

@@ -371,3 +371,46 @@ def test_unrendered_placeholders(jfr):
     with pytest.raises(UserError, match="MLIPFLOW_MONGO_PASSWORD") as err:
         submit_remote(build_flow(load_campaign(EOS)), project=project)
     assert "envsubst" in err.value.fix
+
+
+
+@pytest.mark.slow
+def test_al_campaign_runs_through_the_runner(jfr, tiny_al_killed, campaign_tools):
+    """The tiny AL campaign, submitted unchanged, run to the end by the Runner: every job on its
+    category's worker (labels on cpu, fits/MD on gpu, the rest on login), the iterations created at
+    run time included; the store then holds the documents of `mlipflow run` of the same campaign
+    (counted by type, kind and campaign). The project's job store is mlipflow's store (as in
+    deploy/: one MongoDB), here the embedded one; each job runs in its own process, which reads and
+    writes its inputs and outputs through jobflow-remote's per-job JSON files."""
+    from jobflow_remote import ConfigManager
+    from jobflow_remote.jobs.runner import Runner
+
+    from mlipflow.campaign import build_flow, load_campaign
+    from mlipflow.remote import submit_remote
+    from mlipflow.store import job_store
+
+    _, type_counts = campaign_tools
+    home = Path(os.environ["MLIPFLOW_HOME"])
+    project = jfr(jobstore=job_store().as_dict())
+    submit_remote(build_flow(load_campaign(TINY)), project=project)
+    t0 = time.time()
+    Runner(project_name=project).run_all_jobs(max_seconds=1500)
+    t_run = time.time() - t0
+    jobs = _jobs(project)
+    assert jobs and all(j["state"] == "COMPLETED" for j in jobs), [
+        (j["name"], j["state"], (j.get("error") or "")[-800:]) for j in jobs if j["state"] != "COMPLETED"]
+    worker = {j["name"]: j["worker"] for j in jobs}
+    assert {worker[n] for n in worker if n.startswith(("fit_", "explore_", "stability_"))} == {"gpu_node"}
+    assert {worker[n] for n in worker if n.startswith(("aimd_", "label_", "test_md_"))} == {"cpu_node"}
+    assert {worker[n] for n in worker if n.startswith(("decide_", "iteration_", "select_label_", "summarize"))} == {
+        "login"}
+    assert {"explore_2_0", "select_label_2", "fit_2", "decide_2", "stability_final"} <= set(worker)  # created at run time
+    assert type_counts(home) == type_counts(tiny_al_killed["home"])
+
+    store = ConfigManager().get_project(project).get_jobstore()
+    store.connect()
+    camp = store.query_one({"output.type": "campaign"}, load=True)["output"]["summary"]
+    final = store.query_one({"name": "stability_final"}, load=True)["output"]
+    assert final["potential"]["input_hash"] == camp["final_potential"]["input_hash"] != camp["first_potential"]["input_hash"]
+    assert camp["fixed_test_set"]["final"] == camp["history"][-1]["fixed_test"]  # one potential, two jobs
+    print(f"\njobflow-remote: the tiny AL campaign, {len(jobs)} jobs, runner {t_run:.0f} s")
