@@ -108,3 +108,46 @@ def test_calculator_factory_names(mlipflow_home, tmp_path):
     with pytest.raises(UserError, match="unknown potential type"):
         calculator(tmp_path / "x.zip")
 
+
+
+def test_potentials_travel_as_fit_outputs(mlipflow_home):
+    """job_input hands a fitted potential on as a reference to its fit's output (resolved with
+    the files by the manager); as_doc/materialize use a handed document without any store; a job
+    whose own store lacks the potential (jobflow-remote's per-job JSON store) reads mlipflow's."""
+    from jobflow import Flow, JobStore, OutputReference, job
+    from jobflow.managers.local import run_locally
+    from maggma.stores import MemoryStore
+
+    from mlipflow.engines.potentials import as_doc, job_input, load_potential_doc, materialize
+    from mlipflow.errors import UserError
+    from mlipflow.schemas import PotentialDoc, PotentialRef
+    from mlipflow.store import job_store
+
+    fitted = PotentialRef(kind="ace", name="p", input_hash="h-travel", uuid="fit-uuid-1")
+    ref = job_input(fitted)
+    assert isinstance(ref, OutputReference) and ref.uuid == "fit-uuid-1"
+    on_disk = PotentialRef(kind="ace", name="q", paths={"model": "/x/q.yaml"})
+    assert job_input(on_disk) is on_disk and job_input(None) is None and job_input(ref) is ref
+
+    doc = PotentialDoc(kind="ace", name="p", input_hash="h-travel", ref=fitted, roles={"model": "p.yaml"},
+                       files={"p.yaml": "elements: [Cu]\n"})
+    assert as_doc(doc) is doc and as_doc(doc.model_dump()).files == doc.files
+    mat = materialize(doc.model_dump())  # nothing stored anywhere: the files come with the document
+    assert mat.path("model").read_text() == "elements: [Cu]\n"
+    with pytest.raises(UserError, match="not in the store"):
+        load_potential_doc(PotentialRef(kind="ace", uuid="no-such-fit"))
+
+    # stored in mlipflow's store only; read from inside a job that runs with another store
+    store = job_store()
+    store.connect()
+    store.update({"uuid": "fit-uuid-1", "index": 1, "output": doc.model_dump(mode="json") | {"type": "potential"}},
+                 key=["uuid", "index"])
+
+    @job
+    def read(r):
+        return load_potential_doc(PotentialRef.coerce(r)).files
+
+    j = read(fitted)
+    other = JobStore(MemoryStore("other"), additional_stores={"data": MemoryStore("other_blobs")})
+    out = run_locally(Flow([j]), store=other, log=False)
+    assert out[j.uuid][1].output == doc.files
