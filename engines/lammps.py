@@ -348,8 +348,10 @@ def run_lammps(deck: str, workdir: str | Path, cmd: str | None = None, elements:
     t0 = time.time()
     total = protocol.total_steps if protocol else None
     bar = tqdm(total=total, desc="lammps", disable=not progress_enabled(progress) or not total, leave=False, unit="step")
+    stdout = wd / "lammps.stdout"  # a file, not a pipe: nothing to fill up, nothing left open
     try:
-        proc = subprocess.Popen(argv, cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with open(stdout, "w") as fh:
+            proc = subprocess.Popen(argv, cwd=wd, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
     except FileNotFoundError as exc:
         bar.close()
         raise UserError(f"LAMMPS executable {argv[0]!r} not found",
@@ -364,11 +366,11 @@ def run_lammps(deck: str, workdir: str | Path, cmd: str | None = None, elements:
                     bar.refresh()
             if timeout and time.time() - t0 > timeout:
                 proc.kill()
+                proc.wait()
                 raise RuntimeError(f"LAMMPS exceeded {timeout} s in {wd}")
-        out = proc.stdout.read() if proc.stdout else ""
     finally:
         bar.close()
-    (wd / "lammps.stdout").write_text(out)
+    out = stdout.read_text(errors="replace")
     log_text = (wd / "log.lammps").read_text() if (wd / "log.lammps").exists() else ""
     halted = _parse_halt(log_text)
     blown = _parse_blowup(log_text + "\n" + out)

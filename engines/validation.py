@@ -143,8 +143,11 @@ def fit_eos(volumes: Sequence[float], energies: Sequence[float]) -> dict[str, fl
     return {"v0": float(v0), "e0": float(e0), "b0_GPa": float(b * EV_A3_TO_GPA)}
 
 
-def eos_check(potential, name: str, labeler: str | None = None, strain: float = 0.06, points: int = 7) -> EosCheck:
-    """E–V curve of crystal ``name`` with ``potential`` (and with ``labeler`` as the reference)."""
+def eos_check(potential, name: str, labeler: str | None = None, strain: float = 0.06, points: int = 7,
+              reference_frames: Sequence[Any] | None = None) -> EosCheck:
+    """E–V curve of crystal ``name`` with ``potential`` (and with ``labeler`` as the reference).
+    ``reference_frames``: the labeler's frames of the strained cells (:func:`strained`, same order),
+    computed elsewhere (VASP: one job per cell); else the labeler runs here."""
     from mlipflow.engines.potentials import calculator
 
     base = crystal(name)
@@ -163,8 +166,9 @@ def eos_check(potential, name: str, labeler: str | None = None, strain: float = 
     if labeler:
         from mlipflow.engines.labelers import get_labeler
 
-        frames = get_labeler(labeler).label(cells, source=f"validate-eos:{doc.name}")
-        if all(f.status == "ok" for f in frames):
+        frames = (list(reference_frames) if reference_frames is not None
+                  else get_labeler(labeler).label(cells, source=f"validate-eos:{doc.name}"))
+        if len(frames) == points and all(f.status == "ok" for f in frames):
             e_ref = [float(f.energy) / n for f in frames]
             fr = fit_eos(vols, e_ref)
             doc.reference_labeler = labeler
@@ -178,7 +182,8 @@ def eos_check(potential, name: str, labeler: str | None = None, strain: float = 
             if fp["b0_GPa"] and fr["b0_GPa"]:
                 doc.b0_error = fp["b0_GPa"] / fr["b0_GPa"] - 1
         else:
-            doc.note = f"the reference labeler failed on {sum(f.status != 'ok' for f in frames)} of {points} points"
+            doc.note = (f"the reference labeler failed on {sum(f.status != 'ok' for f in frames) + points - len(frames)}"
+                        f" of {points} points")
     inside = fp["v0"] is not None and min(vols) <= fp["v0"] <= max(vols)
     if not inside:
         doc.note = (doc.note + "; " if doc.note else "") + "the potential's E–V curve has no minimum in the strained range"

@@ -42,6 +42,7 @@ from mlipflow.makers.active_learning import (
     split_errors,
 )
 from mlipflow.makers.md import MDMaker
+from mlipflow.makers.validation import ValidationMaker
 from mlipflow.schemas import (
     ActiveLearningSummary,
     ALIterationDoc,
@@ -55,6 +56,7 @@ from mlipflow.schemas import (
     PotentialRef,
     StabilityResult,
     StopReason,
+    ValidationDoc,
     content_hash,
 )
 from mlipflow.schemas.active_learning import ActiveLearningConfig, LoopConfig, StructuresConfig
@@ -158,7 +160,8 @@ def decide(maker: ActiveLearningIterationMaker, iteration: int, selection: ALIte
 @job
 def summarize(config: dict, first: PotentialDoc | dict, loop_result: Any, stability: list,
               initial_dataset: DatasetDoc | dict, campaign: str | None = None,
-              fixed_test: DatasetRef | None = None, final: PotentialDoc | dict | None = None) -> CampaignDoc:
+              fixed_test: DatasetRef | None = None, final: PotentialDoc | dict | None = None,
+              validation: ValidationDoc | dict | None = None) -> CampaignDoc:
     """Campaign document: iterations, labels, errors, uncertainty, stability; plots of the loop.
     ``first``/``final``: the first and the final potential (documents with their files)."""
     from mlipflow import cache
@@ -194,6 +197,8 @@ def summarize(config: dict, first: PotentialDoc | dict, loop_result: Any, stabil
         summary.stability[st.label or "?"] = StabilityResult(
             label=st.label or "?", potential=st.potential, bounded=bool(st.bounded), steps_done=st.steps_done,
             terminated=st.terminated, reason=st.termination_reason, natoms=st.nsites)
+    if validation is not None:
+        summary.validation_problems = list(_model(ValidationDoc, validation).problems)
     if ActiveLearningConfig(**config).plots and history:
         out = get_settings().data_dir / "campaigns" / (campaign or "al") / "plots"
         summary.plots = plot_history(summary, out)
@@ -244,6 +249,7 @@ class ActiveLearningMaker(Maker):
     iteration_maker: ActiveLearningIterationMaker = field(default_factory=ActiveLearningIterationMaker)
     stability_maker: StabilityMaker | None = field(default_factory=StabilityMaker)
     test_set_maker: FixedTestSetMaker | None = field(default_factory=FixedTestSetMaker)
+    validation_maker: ValidationMaker | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
     def make(self, campaign: str | None = None) -> Flow:
@@ -263,7 +269,7 @@ class ActiveLearningMaker(Maker):
             jobs.append(loop)
             loop_output = loop.output
             final = loop.output.potential_output  # the last fit's output, files included
-        stability = []
+        stability, validation = [], None
         if self.stability_maker is not None:
             s0 = replace(self.stability_maker, name="stability_first").make(fit0.output, "first", campaign)
             jobs.append(s0)
@@ -272,8 +278,17 @@ class ActiveLearningMaker(Maker):
                 s1 = replace(self.stability_maker, name="stability_final").make(final, "final", campaign)
                 jobs.append(s1)
                 stability.append(s1.output)
+        if self.validation_maker is not None:
+            # the potential the campaign hands to production, checked on the fixed test set (else the
+            # dataset's test split), with the campaign's own last stability run
+            dataset = fixed_ref if fixed_ref is not None else (loop_output.dataset if loop_output is not None
+                                                               else init.output.ref)
+            val = self.validation_maker.make(final if final is not None else fit0.output, dataset, campaign=campaign,
+                                             stability_result=stability[-1] if stability else None)
+            jobs.append(val)
+            validation = val.output
         summ = summarize(self.config, fit0.output, loop_output, stability, init.output, campaign, fixed_ref,
-                         final=final)
+                         final=final, validation=validation)
         summ.name = "summarize"
         jobs.append(summ)
         return assign_needs(Flow(jobs, output=summ.output, name=f"{campaign}:{self.name}"))
@@ -299,6 +314,11 @@ class ActiveLearningMaker(Maker):
             test_set_maker=(FixedTestSetMaker(labeler=cfg.labeler, structures=cfg.structures, test_set=cfg.test_set,
                                               dataset_name=f"{cfg.dataset_name or campaign or 'dataset'}-fixed-test")
                             if cfg.test_set.enabled else None),
+            validation_maker=(ValidationMaker(crystals=cfg.validation.crystals, labeler=cfg.labeler,
+                                              eos_strain=cfg.validation.eos_strain, eos_points=cfg.validation.eos_points,
+                                              stability=None, structures=cfg.structures,
+                                              thresholds=dict(cfg.validation.thresholds))
+                              if cfg.validation.enabled else None),
             config=cfg.model_dump(mode="json"),
         )
 

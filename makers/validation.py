@@ -49,10 +49,19 @@ def validate_errors(potential: PotentialRef, dataset: DatasetRef, split: str = "
 @needs("gpu")
 @job
 def validate_eos(potential: PotentialRef, crystal: str, labeler: str | None = None, strain: float = 0.06,
-                 points: int = 7) -> dict:
+                 points: int = 7, reference: list | None = None) -> dict:
+    """``reference``: outputs of the reference jobs of the strained cells (``frame_ids``), when the
+    labeler runs as jobs of its own (VASP); else the embedded labeler runs here."""
     from mlipflow.engines.validation import eos_check
 
-    return eos_check(PotentialRef.coerce(potential), crystal, labeler, strain, points).model_dump()
+    frames = None
+    if reference is not None:
+        from mlipflow.engines.repository import load_frames
+
+        ids = [i for out in reference for i in (out or {}).get("frame_ids", [])[:1]]
+        frames = load_frames(ids)
+    return eos_check(PotentialRef.coerce(potential), crystal, labeler, strain, points,
+                     reference_frames=frames).model_dump()
 
 
 @needs("gpu")
@@ -140,7 +149,10 @@ class ValidationMaker(Maker):
         "force_rmse_eV_A": 1.0, "v0_error": 0.05, "b0_error": 0.3, "uncertain_fraction": 0.01})
 
     def make(self, potential: PotentialRef, dataset: DatasetRef | None = None, trajectories: list | None = None,
-             campaign: str | None = None) -> Flow:
+             campaign: str | None = None, stability_result: Any = None) -> Flow:
+        """``stability_result``: the output of a stability run made elsewhere (a campaign's final
+        one), used instead of running :attr:`stability` again."""
+        from mlipflow.engines.labelers import get_labeler
         from mlipflow.makers.active_learning import StabilityMaker
 
         jobs = []
@@ -151,12 +163,23 @@ class ValidationMaker(Maker):
             jobs.append(errors)
         eos = []
         for c in self.crystals:
-            j = validate_eos(potential, c, self.labeler, self.eos_strain, self.eos_points)
+            reference = None
+            if self.labeler and get_labeler(self.labeler).kind == "vasp":
+                # one reference calculation per strained cell, each its own job (no VASP inside this one)
+                from mlipflow.engines.validation import crystal, strained
+                from mlipflow.makers.labeling import reference_job
+
+                refs = [reference_job(self.labeler, "static", cell, name=f"validate_eos_{c}_ref_{k}",
+                                      source=f"validate-eos:{c}")
+                        for k, cell in enumerate(strained(crystal(c), self.eos_strain, self.eos_points))]
+                jobs.extend(refs)
+                reference = [r.output for r in refs]
+            j = validate_eos(potential, c, self.labeler, self.eos_strain, self.eos_points, reference)
             j.name = f"validate_eos_{c}"
             jobs.append(j)
             eos.append(j.output)
-        stab = None
-        if self.stability is not None:
+        stab = stability_result
+        if stab is None and self.stability is not None:
             sj = StabilityMaker(stability=self.stability, structures=self.structures, engine=self.engine).make(
                 potential, label="validate", campaign=campaign)
             jobs.append(sj)
@@ -169,7 +192,7 @@ class ValidationMaker(Maker):
             jobs.append(uj)
             unc = uj.output
         thresholds = {**self.thresholds, "gamma_threshold": self.gamma_threshold}
-        if self.stability is not None:
+        if stability_result is None and self.stability is not None:
             thresholds.update(stability_temperature_K=self.stability.temperature, stability_atoms=self.stability.atoms)
         g = validate_gather(potential, errors.output if errors is not None else None, eos, stab, unc, thresholds, campaign)
         g.name = "validate_gather"

@@ -145,6 +145,32 @@ class FixedTestSetConfig(_Strict):
         return v
 
 
+class ValidationConfig(_Strict):
+    """Validation of the campaign's final potential before production (``mlipflow potential validate``
+    as a campaign step): errors per composition region on the fixed test set (else the dataset's
+    test split), E–V curves of reference crystals against the labeler, and the final stability run's
+    result; one ``validation`` document attached to the campaign (its report shows it)."""
+
+    enabled: bool = Field(False, description="Validate the final potential at the end of the campaign.")
+    crystals: list[str] = Field(["Na2O", "FeO", "NaFePO4-olivine"], description="Reference crystals (built-in names or structure files).")
+    eos_strain: float = Field(0.06, gt=0, lt=0.3, description="Largest linear strain of the E–V curves.")
+    eos_points: int = Field(7, ge=5, description="Volumes per E–V curve.")
+    thresholds: dict[str, float] = Field(default_factory=lambda: {"force_rmse_eV_A": 1.0, "v0_error": 0.05, "b0_error": 0.3},
+                                         description="Limits above which a check is reported as a problem.")
+
+    @field_validator("crystals")
+    @classmethod
+    def _crystals(cls, v: list[str]) -> list[str]:
+        from pathlib import Path
+
+        from mlipflow.engines.validation import CRYSTALS
+
+        bad = [c for c in v if c not in CRYSTALS and not Path(c).is_file()]
+        if bad:
+            raise ValueError(f"unknown reference crystal(s) {', '.join(bad)}: use {', '.join(CRYSTALS)} or a structure file")
+        return v
+
+
 class ActiveLearningConfig(_Strict):
     """Parameters of the `nafepo4_al` flow."""
 
@@ -158,6 +184,7 @@ class ActiveLearningConfig(_Strict):
     loop: LoopConfig = Field(default_factory=LoopConfig)
     stability: StabilityConfig = Field(default_factory=StabilityConfig)
     test_set: FixedTestSetConfig = Field(default_factory=FixedTestSetConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
     reference_energies: dict[str, float] | None = Field(None, description="Isolated-atom energies (eV); None: computed by the labeler.")
     dataset_name: str | None = Field(None, description="Dataset name (default: the campaign name).")
     plots: bool = Field(True, description="Write summary plots into the campaign directory.")

@@ -351,6 +351,7 @@ class ActiveLearningSummary(Model):
     comparisons: dict[str, dict[str, ErrorMetrics]] = Field(default_factory=dict, description="Test set ('initial'|'final') -> potential ('first'|'final') -> errors.")
     history: list[IterationSummary] = Field(default_factory=list, description="Per-iteration table.")
     stability: dict[str, StabilityResult] = Field(default_factory=dict, description="'first'/'final' -> stability run.")
+    validation_problems: list[str] | None = Field(None, description="Problems the validation of the final potential found (validation.enabled; None: not validated, []: all checks passed).")
     cache: dict[str, dict[str, int]] = Field(default_factory=dict, description="Cache hits and computations per kind.")
     plots: dict[str, str] = Field(default_factory=dict, description="Plot name -> path.")
 

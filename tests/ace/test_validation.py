@@ -118,3 +118,58 @@ def test_validate_command_pedone(mlipflow_home, tmp_path):
     assert main(["potential", "validate", "pedone2006", "--labeler", "nonsense"]) == 2
     assert main(["potential", "validate", "pedone2006", "--split", "half"]) == 2
     assert len(query_outputs(doc_type="validation")) == 2
+
+
+@pytest.mark.slow
+def test_validation_as_the_campaign_step(mlipflow_home, tmp_path):
+    """`validation: {enabled: true}` in an AL campaign: the potential the campaign ends with is
+    validated on the fixed test set, against E–V curves of a crystal file with the campaign's
+    labeler (EMT), with the campaign's last stability run (no second one); the stored validation
+    document is attached to the campaign, its problems are in the campaign summary and the report
+    shows the section. A crystal nobody can read is refused when the campaign file is loaded."""
+    import yaml
+    from ase.build import bulk
+    from ase.io import write
+
+    from mlipflow.cli.main import main
+    from mlipflow.report import build_report
+    from mlipflow.store import query_outputs
+
+    cu = tmp_path / "cu_fcc.extxyz"
+    write(cu, bulk("Cu", "fcc", a=3.6, cubic=True))
+    params = {
+        "labeler": "emt",
+        "structures": {"units": ["Cu", "Al"], "step": 0.5, "atoms": 16, "min_distance": 1.9, "scales": [1.0],
+                       "density": 4.0, "seed": 0},
+        "aimd": {"temperature": 1500, "steps": 24, "timestep_fs": 2.0, "every": 4, "test_fraction": 0.2},
+        "fit": {"preset": "tiny"},
+        "loop": {"max_iterations": 0},
+        "stability": {"atoms": 32, "temperature": 1000, "ps": 0.02, "timestep_fs": 2.0},
+        "test_set": {"structures": 1, "steps": 12, "every": 4},
+        "validation": {"enabled": True, "crystals": [str(cu)], "eos_points": 5},
+    }
+    camp = tmp_path / "al_validate.yaml"
+    camp.write_text(yaml.safe_dump({"name": "al-validate", "flow": "nafepo4_al", "parameters": params}))
+    assert main(["run", str(camp)]) == 0
+
+    vals = query_outputs(doc_type="validation", campaign="al-validate")
+    assert len(vals) == 1
+    val = vals[0]["output"]
+    summary = query_outputs(doc_type="campaign", campaign="al-validate")[0]["output"]["summary"]
+    # the validated potential is the one the campaign hands on (no iterations: the first fit)
+    assert val["potential"]["input_hash"] == summary["final_potential"]["input_hash"]
+    # errors on the fixed test set (its only cell: one composition row), not on the training data
+    assert val["dataset"]["name"].endswith("-fixed-test")
+    assert sum(r["n_frames"] for r in val["by_composition"]) == val["overall"]["n_structures"] > 0
+    (eos,) = val["eos"]
+    assert eos["formula"] == "Cu" and eos["reference_labeler"] == "emt" and len(eos["volumes_A3_atom"]) == 5
+    # the campaign's stability run is the validation's: one stability MD run, not two
+    assert val["stability"]["steps_done"] == summary["stability"]["first"]["steps_done"] > 0
+    assert len(query_outputs(doc_type="md_run", campaign="al-validate")) == 1
+    assert summary["validation_problems"] == val["problems"]
+    assert "Validation before production" in build_report("al-validate")
+    # bad input: refused before any job runs, nothing new stored
+    params["validation"]["crystals"] = [str(tmp_path / "missing.cif")]
+    camp.write_text(yaml.safe_dump({"name": "al-validate-bad", "flow": "nafepo4_al", "parameters": params}))
+    assert main(["run", str(camp)]) == 2
+    assert query_outputs(doc_type="campaign", campaign="al-validate-bad") == []

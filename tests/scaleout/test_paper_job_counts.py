@@ -47,3 +47,31 @@ def test_paper_profile_job_counts(mlipflow_home):
     assert len(it) == 201 and collections.Counter(j.metadata["need"] for j in it) == {"gpu": 199, "light": 2}
     assert [j.name for j in it[-3:]] == ["select_label_1", "fit_1", "decide_1"]
     assert all(j.config.pass_manager_config is False for j in fan + it)
+
+
+def test_paper_profile_validation_fans_out_its_vasp_references(mlipflow_home, tmp_path):
+    """With `validation: {enabled: true}` and a VASP labeler, every strained cell of the E–V curves
+    is its own VASP static (cpu) with its parsing job; the E–V jobs only fit (nothing runs VASP
+    inside another job), and the validation reuses the campaign's final stability run."""
+    import yaml
+
+    from mlipflow.campaign import build_flow, load_campaign
+    from mlipflow.workers import iter_jobs
+
+    doc = yaml.safe_load((ROOT / "examples" / "nafepo4_paper.yaml").read_text())
+    doc["parameters"]["validation"] = {"enabled": True, "crystals": ["Na2O", "FeO", "NaFePO4-olivine"]}
+    path = tmp_path / "paper_validated.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    flow = build_flow(load_campaign(path))
+    jobs = list(iter_jobs(flow))
+    (sub,) = [f for f in flow.jobs if f.name == "validate"]
+    val = list(iter_jobs(sub))
+    refs = [j for j in val if not j.name.startswith("validate_") or "_ref_" in j.name]
+    # 3 crystals x 7 volumes: atomate2 static (cpu) + parsing job (light) each
+    assert collections.Counter(j.metadata["need"] for j in refs) == {"cpu": 21, "light": 21}
+    assert sum(j.name.endswith(" static") for j in refs) == 21
+    assert sorted(j.name for j in val if j not in refs) == [
+        "validate_eos_FeO", "validate_eos_Na2O", "validate_eos_NaFePO4-olivine", "validate_errors", "validate_gather"]
+    assert not any(j.name.startswith("stability") and j.name not in ("stability_first", "stability_final") for j in jobs)
+    eos = next(j for j in val if j.name == "validate_eos_Na2O")
+    assert len(eos.function_args[-1]) == 7  # the references' outputs, resolved by the manager
