@@ -67,6 +67,13 @@ CRYSTALS = {
 }
 
 
+def check_crystal(name: str) -> None:
+    """Raise the clear error for a name that is neither a built-in crystal nor a file (without
+    building or reading it)."""
+    if name not in CRYSTALS and not Path(name).is_file():
+        raise UserError(f"unknown reference crystal {name!r}", f"use one of {', '.join(CRYSTALS)} or a structure file")
+
+
 def crystal(name: str):
     """A reference crystal by name (:data:`CRYSTALS`) or from a structure file (ASE reads it)."""
     if name in CRYSTALS:
@@ -83,7 +90,7 @@ def crystal(name: str):
             raise UserError(f"cannot read a crystal from {p} ({exc})", "give a CIF, POSCAR or extxyz file") from None
         at.info["name"] = p.stem
         return at
-    raise UserError(f"unknown reference crystal {name!r}", f"use one of {', '.join(CRYSTALS)} or a structure file")
+    check_crystal(name)
 
 
 def _energy_target(potential) -> str:

@@ -317,7 +317,7 @@ class ActiveLearningMaker(Maker):
             validation_maker=(ValidationMaker(crystals=cfg.validation.crystals, labeler=cfg.labeler,
                                               eos_strain=cfg.validation.eos_strain, eos_points=cfg.validation.eos_points,
                                               stability=None, structures=cfg.structures,
-                                              thresholds=dict(cfg.validation.thresholds))
+                                              thresholds={**ValidationMaker().thresholds, **cfg.validation.thresholds})
                               if cfg.validation.enabled else None),
             config=cfg.model_dump(mode="json"),
         )

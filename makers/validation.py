@@ -162,9 +162,10 @@ class ValidationMaker(Maker):
             errors.name = "validate_errors"
             jobs.append(errors)
         eos = []
+        vasp = bool(self.labeler) and get_labeler(self.labeler).kind == "vasp"
         for c in self.crystals:
             reference = None
-            if self.labeler and get_labeler(self.labeler).kind == "vasp":
+            if vasp:
                 # one reference calculation per strained cell, each its own job (no VASP inside this one)
                 from mlipflow.engines.validation import crystal, strained
                 from mlipflow.makers.labeling import reference_job

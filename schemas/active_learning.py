@@ -155,19 +155,17 @@ class ValidationConfig(_Strict):
     crystals: list[str] = Field(["Na2O", "FeO", "NaFePO4-olivine"], description="Reference crystals (built-in names or structure files).")
     eos_strain: float = Field(0.06, gt=0, lt=0.3, description="Largest linear strain of the E–V curves.")
     eos_points: int = Field(7, ge=5, description="Volumes per E–V curve.")
-    thresholds: dict[str, float] = Field(default_factory=lambda: {"force_rmse_eV_A": 1.0, "v0_error": 0.05, "b0_error": 0.3},
-                                         description="Limits above which a check is reported as a problem.")
+    thresholds: dict[str, float] = Field(default_factory=dict, description=(
+        "Limits above which a check is reported as a problem, over ValidationMaker.thresholds "
+        "(force_rmse_eV_A 1.0, v0_error 0.05, b0_error 0.3)."))
 
     @field_validator("crystals")
     @classmethod
     def _crystals(cls, v: list[str]) -> list[str]:
-        from pathlib import Path
+        from mlipflow.engines.validation import check_crystal
 
-        from mlipflow.engines.validation import CRYSTALS
-
-        bad = [c for c in v if c not in CRYSTALS and not Path(c).is_file()]
-        if bad:
-            raise ValueError(f"unknown reference crystal(s) {', '.join(bad)}: use {', '.join(CRYSTALS)} or a structure file")
+        for c in v:
+            check_crystal(c)
         return v
 
 

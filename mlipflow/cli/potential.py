@@ -584,7 +584,7 @@ def validate(
     from mlipflow.campaign import run_in_store
     from mlipflow.cli.md import parse_potential
     from mlipflow.engines.labelers import check_labeler
-    from mlipflow.engines.validation import CRYSTALS, plot_eos
+    from mlipflow.engines.validation import check_crystal, plot_eos
     from mlipflow.makers.validation import ValidationMaker
     from mlipflow.schemas.active_learning import StabilityConfig
 
@@ -593,8 +593,7 @@ def validate(
         raise UserError(f"--split {split!r}", "use --split test, train or all")
     crystals = list(crystal or ["Na2O", "FeO", "NaFePO4-olivine"])
     for c in crystals:
-        if c not in CRYSTALS and not Path(c).is_file():
-            raise UserError(f"unknown reference crystal {c!r}", f"use {', '.join(CRYSTALS)} or a structure file")
+        check_crystal(c)
     lab = None if labeler.lower() == "none" else labeler
     if lab:
         check_labeler(lab)
